@@ -1,0 +1,103 @@
+//! The local side's handshake steps (initiator).
+//!
+//! Sends the preface and LocalHello, checks the remote's preface, RemoteHello and
+//! RemoteAuth against the pinned key, answers with LocalAuth and derives the traffic
+//! secrets. Message formats and the key schedule are in [`super`]; the timeout and
+//! the socket are the caller's.
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
+
+use super::{
+    CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FLAG_AES_HARDWARE, FrameType, HandshakeError,
+    Reader, Transcript, frame, preface, push_u16_prefixed, read_frame, read_preface,
+    traffic_secrets,
+};
+use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
+use crate::keys::{Fingerprint, PrivateKey, PublicKey};
+use crate::record::{Opener, Sealer};
+
+/// What the local side brings to a handshake.
+pub struct LocalParams<'a> {
+    /// Our RSA identity.
+    pub key: &'a PrivateKey,
+    /// The only remote key we accept.
+    pub remote_pin: Fingerprint,
+    /// The ciphers we allow.
+    pub ciphers: &'a CipherPolicy,
+}
+
+/// Runs the initiator's side of the handshake over `stream`.
+///
+/// # Errors
+/// A [`HandshakeError`] naming the check that failed; the caller closes the stream.
+pub async fn run<S>(stream: &mut S, params: &LocalParams<'_>) -> Result<Established, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let secret = EphemeralSecret::random();
+    let share = KeyShare::from(&secret);
+    let offer = params.ciphers.offer(has_aes_hardware());
+
+    let mut body = share.as_bytes().to_vec();
+    body.push(if has_aes_hardware() { FLAG_AES_HARDWARE } else { 0 });
+    body.push(offer.len() as u8);
+    body.extend(offer.iter().map(|suite| suite.id()));
+    push_u16_prefixed(&mut body, params.key.public_key().spki_der());
+    let mut transcript = Transcript::default();
+    let mut flight = preface().to_vec();
+    flight.extend_from_slice(&frame(FrameType::LocalHello, &body));
+    transcript.add(&flight);
+    stream.write_all(&flight).await?;
+    stream.flush().await?;
+
+    transcript.add(&read_preface(stream).await?);
+    let hello = read_frame(stream, FrameType::RemoteHello).await.map_err(|err| match err {
+        HandshakeError::NoCommonCipher { remote, .. } => {
+            HandshakeError::NoCommonCipher { local: offer.clone(), remote }
+        }
+        other => other,
+    })?;
+    transcript.add(&hello);
+    let mut reader = Reader::new(&hello[3..], "RemoteHello");
+    let remote_share = KeyShare::from(reader.array32()?);
+    let _remote_flags = reader.byte()?;
+    let suite_id = reader.byte()?;
+    let spki = reader.u16_prefixed()?;
+    reader.finish()?;
+
+    let suite = CipherSuite::from_id(suite_id)
+        .filter(|suite| offer.contains(suite))
+        .ok_or_else(|| {
+            HandshakeError::Malformed(format!("remote chose cipher id {suite_id}, not offered"))
+        })?;
+    let got = Fingerprint::of_spki(spki);
+    if got != params.remote_pin {
+        return Err(HandshakeError::WrongRemoteKey { expected: params.remote_pin, got });
+    }
+    let remote_key = PublicKey::from_spki_der(spki)?;
+
+    let auth = read_frame(stream, FrameType::RemoteAuth).await?;
+    if !remote_key.verify(&transcript.signed_message(CONTEXT_REMOTE), &auth[3..]) {
+        return Err(HandshakeError::BadSignature { signer: "remote" });
+    }
+    transcript.add(&auth);
+
+    let shared = secret.diffie_hellman(&remote_share);
+    if !shared.was_contributory() {
+        return Err(HandshakeError::WeakKeyShare);
+    }
+    let signature = params.key.sign(&transcript.signed_message(CONTEXT_LOCAL))?;
+    let local_auth = frame(FrameType::LocalAuth, &signature);
+    transcript.add(&local_auth);
+    stream.write_all(&local_auth).await?;
+    stream.flush().await?;
+
+    let (to_remote, to_local) = traffic_secrets(&shared, &transcript);
+    Ok(Established {
+        suite,
+        peer: got,
+        sealer: Sealer::new(suite, to_remote),
+        opener: Opener::new(suite, to_local),
+    })
+}

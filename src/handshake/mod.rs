@@ -1,0 +1,390 @@
+//! The handshake: mutual RSA authentication, an ephemeral X25519 exchange and cipher
+//! negotiation, ending in one traffic secret per direction.
+//!
+//! Roles: the **local** side (`tunnel local`) initiates and the **remote** side
+//! (`tunnel remote`) responds. This module owns the message formats, the transcript
+//! and the key schedule; [`local`] and [`remote`] hold each role's sequence of steps
+//! over any byte stream. Socket setup and the overall timeout belong to the role
+//! modules [`crate::local`] and [`crate::remote`]; what happens after the handshake
+//! belongs to [`crate::record`].
+//!
+//! # Flow (protocol version 1)
+//!
+//! ```text
+//! local                                        remote
+//!   preface, LocalHello       ---------->
+//!                             <----------      preface, RemoteHello, RemoteAuth
+//!   LocalAuth, records...     ---------->
+//!                             <----------      records...
+//! ```
+//!
+//! Every message is a frame: `type` (1 byte), `len` (u16 BE, at most
+//! [`MAX_FRAME_LEN`]), then `len` bytes of body. The preface is 8 bytes, `tunnel`
+//! followed by the protocol version as u16 BE; it lets either side refuse a peer of
+//! another version with a clear reason.
+//!
+//! | message     | body                                                                  |
+//! |-------------|-----------------------------------------------------------------------|
+//! | LocalHello  | X25519 public (32), flags (1), suite count (1), suite ids, SPKI len (u16), SPKI DER |
+//! | RemoteHello | X25519 public (32), flags (1), chosen suite id (1), SPKI len (u16), SPKI DER |
+//! | RemoteAuth  | RSA-PSS-SHA256 signature by the remote over `"tunnel v1 remote auth\0"` ‖ H1 |
+//! | LocalAuth   | RSA-PSS-SHA256 signature by the local over `"tunnel v1 local auth\0"` ‖ H2 |
+//! | Alert       | code (1), then code-specific detail; sent in clear, then the sender closes |
+//!
+//! Flag bit 0 says the sender has AES hardware. H1 is SHA-256 over every byte both
+//! sides have sent up to and including RemoteHello (prefaces and frames, in order);
+//! H2 adds RemoteAuth; H3 adds LocalAuth. Because the offer, the flags and the choice
+//! are all inside H1 and H2, a middleman who rewrites any of them makes a signature
+//! check fail.
+//!
+//! Keys: `prk = HKDF-Extract(salt = H3, ikm = X25519 shared secret)`, then
+//! `HKDF-Expand(prk, "tunnel v1 local to remote", 32)` and
+//! `HKDF-Expand(prk, "tunnel v1 remote to local", 32)` are the traffic secrets for
+//! the two directions. RSA only signs; nothing is ever encrypted to an RSA key, and
+//! the ephemeral X25519 secrets are dropped (and wiped) when the handshake ends, so
+//! recorded traffic stays secret if an RSA key leaks later.
+//!
+//! Both public keys travel in clear: an observer learns which keys are in use, not
+//! what is said.
+
+pub mod local;
+pub mod remote;
+
+use std::time::Duration;
+
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use zeroize::Zeroizing;
+
+use crate::crypto::{CipherSuite, list_names};
+use crate::keys::{Fingerprint, KeyError};
+use crate::record::{Opener, Sealer};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest handshake frame body, in bytes. Enough for an 8192-bit key or signature
+/// with room to spare; a larger frame ends the handshake with
+/// [`HandshakeError::Malformed`].
+pub const MAX_FRAME_LEN: usize = 4096;
+
+/// Most cipher suites a LocalHello may offer.
+pub const MAX_OFFERED_SUITES: usize = 16;
+
+/// Default limit on the whole handshake, from TCP accept (or connect) to the last
+/// message; a peer that is slower is dropped with [`HandshakeError::Timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const MAGIC: &[u8; 6] = b"tunnel";
+const PREFACE_LEN: usize = 8;
+const FLAG_AES_HARDWARE: u8 = 1;
+const CONTEXT_REMOTE: &[u8] = b"tunnel v1 remote auth\0";
+const CONTEXT_LOCAL: &[u8] = b"tunnel v1 local auth\0";
+const LABEL_LOCAL_TO_REMOTE: &[u8] = b"tunnel v1 local to remote";
+const LABEL_REMOTE_TO_LOCAL: &[u8] = b"tunnel v1 remote to local";
+
+/// Handshake message types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameType {
+    LocalHello = 1,
+    RemoteHello = 2,
+    RemoteAuth = 3,
+    LocalAuth = 4,
+    Alert = 0x7f,
+}
+
+impl FrameType {
+    fn from_byte(byte: u8) -> Option<Self> {
+        Some(match byte {
+            1 => FrameType::LocalHello,
+            2 => FrameType::RemoteHello,
+            3 => FrameType::RemoteAuth,
+            4 => FrameType::LocalAuth,
+            0x7f => FrameType::Alert,
+            _ => return None,
+        })
+    }
+}
+
+/// Alert codes the remote sends before closing a failed handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AlertCode {
+    /// Detail: the remote's protocol version (u16 BE).
+    Version = 1,
+    /// Detail: suite count and ids the remote allows.
+    NoCommonCipher = 2,
+    /// No detail: the local key is not authorized or its signature failed.
+    AuthenticationFailed = 3,
+}
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// Reading or writing the stream failed, or the peer closed it mid-handshake.
+    #[error("connection failed during handshake: {0}")]
+    Io(#[from] std::io::Error),
+    /// The handshake took longer than allowed.
+    #[error("handshake not completed within {0:?}")]
+    Timeout(Duration),
+    /// The peer's first bytes are not a tunnel preface.
+    #[error("peer does not speak the tunnel protocol (first bytes {0:?})")]
+    NotTunnel(String),
+    /// The peer speaks another protocol version.
+    #[error(
+        "peer speaks tunnel protocol version {theirs}, this build speaks {ours}; \
+         run the same tunnel version on both sides"
+    )]
+    Version {
+        /// Our version.
+        ours: u16,
+        /// The peer's version.
+        theirs: u16,
+    },
+    /// A message was out of order, too long, or could not be decoded.
+    #[error("malformed handshake: {0}")]
+    Malformed(String),
+    /// The remote does not list the local side's key.
+    #[error(
+        "local key {0} is not in the authorized keys; add it there if this peer should connect"
+    )]
+    UnknownLocalKey(Fingerprint),
+    /// The remote presented a key other than the pinned one.
+    #[error(
+        "remote presented key {got}, but {expected} is pinned; check --remote-key (a middleman, \
+         or the remote's key changed)"
+    )]
+    WrongRemoteKey {
+        /// The pinned fingerprint.
+        expected: Fingerprint,
+        /// The fingerprint the remote presented.
+        got: Fingerprint,
+    },
+    /// A transcript signature did not verify.
+    #[error("{signer} signature over the handshake did not verify (tampered in transit?)")]
+    BadSignature {
+        /// Which side signed: "remote" or "local".
+        signer: &'static str,
+    },
+    /// The two sides allow no cipher in common.
+    #[error(
+        "no cipher in common: local offers [{}], remote allows [{}]; make the --ciphers lists \
+         overlap",
+        list_names(local),
+        list_names(remote)
+    )]
+    NoCommonCipher {
+        /// What the local side offered.
+        local: Vec<CipherSuite>,
+        /// What the remote allows.
+        remote: Vec<CipherSuite>,
+    },
+    /// The peer's public key is unusable (wrong type or size).
+    #[error("peer key rejected: {0}")]
+    PeerKey(#[from] KeyError),
+    /// The peer's X25519 share produced an all-zero secret.
+    #[error("peer sent a degenerate X25519 key share")]
+    WeakKeyShare,
+    /// The remote refused the authentication; its log says which check failed.
+    #[error(
+        "remote refused our key or signature; ask its operator to add our key's fingerprint \
+         to its authorized keys"
+    )]
+    RefusedByRemote,
+}
+
+/// The result of a successful handshake: negotiated suite, the peer's identity and
+/// the record-layer state for each direction.
+pub struct Established {
+    /// The negotiated cipher suite.
+    pub suite: CipherSuite,
+    /// The fingerprint of the peer's RSA key.
+    pub peer: Fingerprint,
+    /// Seals records we send.
+    pub sealer: Sealer,
+    /// Opens records we receive.
+    pub opener: Opener,
+}
+
+/// Running SHA-256 over every handshake byte sent or received, in order.
+#[derive(Clone, Default)]
+struct Transcript(Sha256);
+
+impl Transcript {
+    fn add(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn hash(&self) -> [u8; 32] {
+        self.0.clone().finalize().into()
+    }
+
+    fn signed_message(&self, context: &[u8]) -> Vec<u8> {
+        let mut message = context.to_vec();
+        message.extend_from_slice(&self.hash());
+        message
+    }
+}
+
+/// Builds the 8-byte preface.
+fn preface() -> [u8; PREFACE_LEN] {
+    let mut out = [0u8; PREFACE_LEN];
+    out[..6].copy_from_slice(MAGIC);
+    out[6..].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    out
+}
+
+/// Reads and checks the peer's preface, returning its bytes for the transcript.
+async fn read_preface<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<[u8; PREFACE_LEN], HandshakeError> {
+    let mut bytes = [0u8; PREFACE_LEN];
+    let mut filled = 0;
+    while filled < PREFACE_LEN {
+        let n = stream.read(&mut bytes[filled..]).await?;
+        if n == 0 {
+            if filled == 0 {
+                return Err(HandshakeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            break;
+        }
+        filled += n;
+        if !MAGIC.starts_with(&bytes[..filled.min(MAGIC.len())]) {
+            break;
+        }
+    }
+    if filled < PREFACE_LEN || &bytes[..6] != MAGIC {
+        let shown = String::from_utf8_lossy(&bytes[..filled]).into_owned();
+        return Err(HandshakeError::NotTunnel(shown));
+    }
+    let theirs = u16::from_be_bytes([bytes[6], bytes[7]]);
+    if theirs != PROTOCOL_VERSION {
+        return Err(HandshakeError::Version { ours: PROTOCOL_VERSION, theirs });
+    }
+    Ok(bytes)
+}
+
+/// Encodes one frame.
+fn frame(kind: FrameType, body: &[u8]) -> Vec<u8> {
+    debug_assert!(body.len() <= MAX_FRAME_LEN, "our own frames stay under the limit");
+    let mut out = Vec::with_capacity(3 + body.len());
+    out.push(kind as u8);
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Reads one frame of the expected type and returns its full bytes (header
+/// included, for the transcript). An Alert from the peer becomes the matching error.
+async fn read_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    expected: FrameType,
+) -> Result<Vec<u8>, HandshakeError> {
+    let mut header = [0u8; 3];
+    stream.read_exact(&mut header).await?;
+    let len = u16::from_be_bytes([header[1], header[2]]) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(HandshakeError::Malformed(format!(
+            "{len}-byte handshake message exceeds the {MAX_FRAME_LEN}-byte limit"
+        )));
+    }
+    let mut bytes = vec![0u8; 3 + len];
+    bytes[..3].copy_from_slice(&header);
+    stream.read_exact(&mut bytes[3..]).await?;
+    match FrameType::from_byte(header[0]) {
+        Some(kind) if kind == expected => Ok(bytes),
+        Some(FrameType::Alert) => Err(alert_error(&bytes[3..])),
+        _ => Err(HandshakeError::Malformed(format!(
+            "expected {expected:?}, got message type {}",
+            header[0]
+        ))),
+    }
+}
+
+/// Sends an Alert frame and flushes; errors are ignored since the connection is
+/// being dropped anyway.
+async fn send_alert<S: AsyncWrite + Unpin>(stream: &mut S, code: AlertCode, detail: &[u8]) {
+    let mut body = vec![code as u8];
+    body.extend_from_slice(detail);
+    let _ = stream.write_all(&frame(FrameType::Alert, &body)).await;
+    let _ = stream.flush().await;
+}
+
+fn alert_error(body: &[u8]) -> HandshakeError {
+    match body.first().copied() {
+        Some(code) if code == AlertCode::Version as u8 && body.len() >= 3 => {
+            HandshakeError::Version {
+                ours: PROTOCOL_VERSION,
+                theirs: u16::from_be_bytes([body[1], body[2]]),
+            }
+        }
+        Some(code) if code == AlertCode::NoCommonCipher as u8 => {
+            let remote = body[1..].iter().skip(1).filter_map(|id| CipherSuite::from_id(*id));
+            HandshakeError::NoCommonCipher { local: Vec::new(), remote: remote.collect() }
+        }
+        _ => HandshakeError::RefusedByRemote,
+    }
+}
+
+/// A cursor over a frame body that turns short reads into `Malformed` errors.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8], what: &'static str) -> Self {
+        Self { bytes, what }
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], HandshakeError> {
+        if self.bytes.len() < len {
+            return Err(HandshakeError::Malformed(format!("{} is truncated", self.what)));
+        }
+        let (head, tail) = self.bytes.split_at(len);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, HandshakeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array32(&mut self) -> Result<[u8; 32], HandshakeError> {
+        Ok(self.take(32)?.try_into().expect("take returned 32 bytes"))
+    }
+
+    fn u16_prefixed(&mut self) -> Result<&'a [u8], HandshakeError> {
+        let len = u16::from_be_bytes(self.take(2)?.try_into().expect("two bytes"));
+        self.take(len as usize)
+    }
+
+    fn finish(self) -> Result<(), HandshakeError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(HandshakeError::Malformed(format!("{} has trailing bytes", self.what)))
+        }
+    }
+}
+
+fn push_u16_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Derives the two traffic secrets: (local to remote, remote to local).
+fn traffic_secrets(
+    shared: &x25519_dalek::SharedSecret,
+    transcript: &Transcript,
+) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+    let hkdf = Hkdf::<Sha256>::new(Some(&transcript.hash()), shared.as_bytes());
+    let mut to_remote = Zeroizing::new([0u8; 32]);
+    let mut to_local = Zeroizing::new([0u8; 32]);
+    hkdf.expand(LABEL_LOCAL_TO_REMOTE, to_remote.as_mut()).expect("32 bytes is valid");
+    hkdf.expand(LABEL_REMOTE_TO_LOCAL, to_local.as_mut()).expect("32 bytes is valid");
+    (to_remote, to_local)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! The remote side's handshake steps (responder).
+//!
+//! Checks the local side's preface and LocalHello, refuses keys that are not
+//! authorized, chooses the cipher, sends RemoteHello and RemoteAuth, then verifies
+//! LocalAuth and derives the traffic secrets. On a version mismatch, an unknown key,
+//! a bad signature or no common cipher it sends one Alert before giving up, so the
+//! local side can say why. Message formats and the key schedule are in [`super`].
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
+
+use super::{
+    AlertCode, CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FLAG_AES_HARDWARE, FrameType,
+    HandshakeError, MAX_OFFERED_SUITES, PROTOCOL_VERSION, Reader, Transcript, frame, preface,
+    push_u16_prefixed, read_frame, read_preface, send_alert, traffic_secrets,
+};
+use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
+use crate::keys::{AuthorizedKeys, Fingerprint, PrivateKey, PublicKey};
+use crate::record::{Opener, Sealer};
+
+/// What the remote side brings to a handshake.
+pub struct RemoteParams<'a> {
+    /// Our RSA identity.
+    pub key: &'a PrivateKey,
+    /// The local-side keys we accept.
+    pub authorized: &'a AuthorizedKeys,
+    /// The ciphers we allow.
+    pub ciphers: &'a CipherPolicy,
+}
+
+/// Runs the responder's side of the handshake over `stream`.
+///
+/// # Errors
+/// A [`HandshakeError`] naming the check that failed; the caller closes the stream.
+pub async fn run<S>(stream: &mut S, params: &RemoteParams<'_>) -> Result<Established, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut transcript = Transcript::default();
+    let local_preface = match read_preface(stream).await {
+        Ok(bytes) => bytes,
+        Err(err @ HandshakeError::Version { .. }) => {
+            let _ = stream.write_all(&preface()).await;
+            send_alert(stream, AlertCode::Version, &PROTOCOL_VERSION.to_be_bytes()).await;
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
+    transcript.add(&local_preface);
+    let hello = read_frame(stream, FrameType::LocalHello).await?;
+    transcript.add(&hello);
+
+    let mut reader = Reader::new(&hello[3..], "LocalHello");
+    let local_share = KeyShare::from(reader.array32()?);
+    let local_has_aes = reader.byte()? & FLAG_AES_HARDWARE != 0;
+    let count = reader.byte()? as usize;
+    if count > MAX_OFFERED_SUITES {
+        return Err(HandshakeError::Malformed(format!("{count} ciphers offered")));
+    }
+    let offer: Vec<CipherSuite> =
+        reader.take(count)?.iter().filter_map(|id| CipherSuite::from_id(*id)).collect();
+    let spki = reader.u16_prefixed()?;
+    reader.finish()?;
+
+    let fingerprint = Fingerprint::of_spki(spki);
+    if !params.authorized.contains(&fingerprint) {
+        refuse(stream, AlertCode::AuthenticationFailed, &[]).await;
+        return Err(HandshakeError::UnknownLocalKey(fingerprint));
+    }
+    let local_key = PublicKey::from_spki_der(spki)?;
+    let Some(suite) = params.ciphers.choose(&offer, local_has_aes, has_aes_hardware()) else {
+        let mut detail = vec![params.ciphers.suites.len() as u8];
+        detail.extend(params.ciphers.suites.iter().map(|suite| suite.id()));
+        refuse(stream, AlertCode::NoCommonCipher, &detail).await;
+        return Err(HandshakeError::NoCommonCipher {
+            local: offer,
+            remote: params.ciphers.suites.clone(),
+        });
+    };
+
+    let secret = EphemeralSecret::random();
+    let share = KeyShare::from(&secret);
+    let mut body = share.as_bytes().to_vec();
+    body.push(if has_aes_hardware() { FLAG_AES_HARDWARE } else { 0 });
+    body.push(suite.id());
+    push_u16_prefixed(&mut body, params.key.public_key().spki_der());
+    let mut flight = preface().to_vec();
+    flight.extend_from_slice(&frame(FrameType::RemoteHello, &body));
+    transcript.add(&flight);
+    let signature = params.key.sign(&transcript.signed_message(CONTEXT_REMOTE))?;
+    let auth = frame(FrameType::RemoteAuth, &signature);
+    transcript.add(&auth);
+    flight.extend_from_slice(&auth);
+    stream.write_all(&flight).await?;
+    stream.flush().await?;
+
+    let local_auth = read_frame(stream, FrameType::LocalAuth).await?;
+    if !local_key.verify(&transcript.signed_message(CONTEXT_LOCAL), &local_auth[3..]) {
+        send_alert(stream, AlertCode::AuthenticationFailed, &[]).await;
+        return Err(HandshakeError::BadSignature { signer: "local" });
+    }
+    transcript.add(&local_auth);
+
+    let shared = secret.diffie_hellman(&local_share);
+    if !shared.was_contributory() {
+        return Err(HandshakeError::WeakKeyShare);
+    }
+    let (to_remote, to_local) = traffic_secrets(&shared, &transcript);
+    Ok(Established {
+        suite,
+        peer: fingerprint,
+        sealer: Sealer::new(suite, to_local),
+        opener: Opener::new(suite, to_remote),
+    })
+}
+
+/// Sends our preface and an Alert, for failures detected before RemoteHello.
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, code: AlertCode, detail: &[u8]) {
+    let _ = stream.write_all(&preface()).await;
+    send_alert(stream, code, detail).await;
+}

@@ -1,0 +1,499 @@
+//! RSA identity keys: loading PEM files, generating key pairs, fingerprints and the
+//! list of keys a remote accepts.
+//!
+//! This module owns everything that touches key files on disk and the long-term RSA
+//! identities built from them. It checks the PEM label before decoding, refuses
+//! encrypted, non-RSA and small keys with an error naming the file, and never logs
+//! or prints key material: keys are identified by path and [`Fingerprint`].
+//! Signing and verifying transcripts is offered here as two small methods; what is
+//! signed, and when, belongs to [`crate::handshake`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::sha2::Sha256;
+use rsa::traits::PublicKeyParts;
+use sha2::Digest;
+
+/// Smallest RSA modulus we accept or generate, in bits. Smaller keys are refused
+/// at load time, and a peer presenting one fails the handshake.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Largest RSA modulus we accept, in bits; bounds the cost a peer can make us spend
+/// verifying a signature.
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// Modulus size `tunnel keygen` uses unless told otherwise, in bits.
+pub const DEFAULT_RSA_BITS: usize = 3072;
+
+/// Errors from reading, parsing, checking or writing key files.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not PEM, or holds a PEM block of a kind we do not read.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file involved.
+        path: PathBuf,
+        /// What was found and what to do about it.
+        reason: String,
+    },
+    /// The key is smaller or larger than we allow.
+    #[error(
+        "{path}: RSA key has {bits} bits; keys from {MIN_RSA_BITS} to {MAX_RSA_BITS} bits \
+         are accepted, make a new one with `tunnel keygen`"
+    )]
+    Size {
+        /// The file involved (or a description of where the key came from).
+        path: PathBuf,
+        /// The modulus size found.
+        bits: usize,
+    },
+    /// A fingerprint string is malformed.
+    #[error(
+        "{0:?} is not a key fingerprint; expected SHA256: followed by 43 base64 characters, \
+         as printed by `tunnel fingerprint`"
+    )]
+    Fingerprint(String),
+    /// Refused to overwrite a file.
+    #[error("{0}: file exists; pass --force to overwrite it")]
+    Exists(PathBuf),
+    /// The RSA library reported a failure (key generation or signing).
+    #[error("RSA operation failed: {0}")]
+    Rsa(String),
+}
+
+/// SHA-256 over a public key's DER SubjectPublicKeyInfo.
+///
+/// Displayed as `SHA256:` plus unpadded standard base64, the same string
+/// `openssl pkey -pubin -outform DER | openssl dgst -sha256 -binary | base64`
+/// gives once its `=` padding is removed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// Computes the fingerprint of a DER-encoded SubjectPublicKeyInfo.
+    pub fn of_spki(spki_der: &[u8]) -> Self {
+        Self(Sha256::digest(spki_der).into())
+    }
+
+    /// Parses the `SHA256:...` text form.
+    ///
+    /// # Errors
+    /// [`KeyError::Fingerprint`] when the prefix, alphabet or length is wrong.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let bad = || KeyError::Fingerprint(text.to_string());
+        let encoded = text.trim().strip_prefix("SHA256:").ok_or_else(bad)?;
+        let bytes = STANDARD_NO_PAD.decode(encoded.trim_end_matches('=')).map_err(|_| bad())?;
+        let digest: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+        Ok(Self(digest))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SHA256:{}", STANDARD_NO_PAD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// An RSA public key together with its DER SubjectPublicKeyInfo and fingerprint.
+#[derive(Clone)]
+pub struct PublicKey {
+    key: rsa::PublicKey,
+    spki_der: Vec<u8>,
+    fingerprint: Fingerprint,
+}
+
+impl PublicKey {
+    /// Decodes a DER SubjectPublicKeyInfo as a peer sends it in the handshake.
+    ///
+    /// # Errors
+    /// [`KeyError::Format`] when the bytes are not an RSA SubjectPublicKeyInfo, and
+    /// [`KeyError::Size`] when the modulus is out of bounds.
+    pub fn from_spki_der(spki_der: &[u8]) -> Result<Self, KeyError> {
+        let origin = Path::new("public key sent by peer");
+        let key = rsa::PublicKey::from_public_key_der(spki_der).map_err(|err| KeyError::Format {
+            path: origin.into(),
+            reason: format!("not an RSA SubjectPublicKeyInfo ({err})"),
+        })?;
+        Self::from_rsa(key, origin)
+    }
+
+    fn from_rsa(key: rsa::PublicKey, origin: &Path) -> Result<Self, KeyError> {
+        let bits = key.n_bits_precision() as usize;
+        if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+            return Err(KeyError::Size { path: origin.into(), bits });
+        }
+        let spki_der = key
+            .to_public_key_der()
+            .map_err(|err| KeyError::Rsa(err.to_string()))?
+            .into_vec();
+        let fingerprint = Fingerprint::of_spki(&spki_der);
+        Ok(Self { key, spki_der, fingerprint })
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
+    /// The key's fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// Modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.key.n_bits_precision() as usize
+    }
+
+    /// Size of a signature made with the matching private key, in bytes.
+    pub fn signature_len(&self) -> usize {
+        self.key.size()
+    }
+
+    /// Checks an RSA-PSS (SHA-256) signature over `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.pss_verify::<Sha256>(message, signature).is_ok()
+    }
+
+    /// The SPKI PEM text of this key.
+    pub fn to_pem(&self) -> String {
+        pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki_der.clone()))
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({} bits, {})", self.bits(), self.fingerprint)
+    }
+}
+
+/// An RSA private key. Its `Debug` output shows only the public fingerprint; the
+/// RSA library wipes the secret parts when it is dropped.
+pub struct PrivateKey {
+    key: rsa::PrivateKey,
+    public: PublicKey,
+}
+
+impl PrivateKey {
+    /// Generates a new key pair.
+    ///
+    /// # Errors
+    /// [`KeyError::Size`] below [`MIN_RSA_BITS`] or above [`MAX_RSA_BITS`].
+    pub fn generate(bits: usize) -> Result<Self, KeyError> {
+        if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+            return Err(KeyError::Size { path: "requested key size".into(), bits });
+        }
+        let key = rsa::PrivateKey::new(&mut rand::rng(), bits)
+            .map_err(|err| KeyError::Rsa(err.to_string()))?;
+        Self::from_rsa(key, Path::new("generated key"))
+    }
+
+    fn from_rsa(key: rsa::PrivateKey, origin: &Path) -> Result<Self, KeyError> {
+        let public = PublicKey::from_rsa(key.to_public_key(), origin)?;
+        Ok(Self { key, public })
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// Signs `message` with RSA-PSS over SHA-256 (random salt, blinded).
+    ///
+    /// # Errors
+    /// [`KeyError::Rsa`] if the RSA library fails, which it does only when the system
+    /// random source fails.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.key.pss_sign::<Sha256>(message).map_err(|err| KeyError::Rsa(err.to_string()))
+    }
+
+    /// Writes the private key (PKCS#8 PEM, mode 0600) to `path` and the public key
+    /// (SPKI PEM) to `path.pub`.
+    ///
+    /// # Errors
+    /// [`KeyError::Exists`] when either file exists and `force` is false;
+    /// [`KeyError::Io`] when a file cannot be written.
+    pub fn write_pair(&self, path: &Path, force: bool) -> Result<PathBuf, KeyError> {
+        let pub_path = public_key_path(path);
+        if !force {
+            for existing in [path, pub_path.as_path()] {
+                if existing.exists() {
+                    return Err(KeyError::Exists(existing.into()));
+                }
+            }
+        }
+        let private_pem = self
+            .key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|err| KeyError::Rsa(err.to_string()))?;
+        write_file(path, private_pem.as_bytes(), 0o600, force)?;
+        write_file(&pub_path, self.public.to_pem().as_bytes(), 0o644, force)?;
+        Ok(pub_path)
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey(public {})", self.public.fingerprint)
+    }
+}
+
+/// The path `tunnel keygen` writes the public half to: the private key's path plus `.pub`.
+pub fn public_key_path(private_path: &Path) -> PathBuf {
+    let mut name = private_path.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+/// Loads an RSA private key from a PKCS#8 (`PRIVATE KEY`) or PKCS#1
+/// (`RSA PRIVATE KEY`) PEM file.
+///
+/// # Errors
+/// A [`KeyError`] naming the file when it cannot be read, is encrypted, holds another
+/// kind of key, or holds a key of the wrong size.
+pub fn load_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
+    let block = read_pem(path)?;
+    let format = |reason: String| KeyError::Format { path: path.into(), reason };
+    let key = match block.tag() {
+        "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_der(block.contents())
+            .map_err(|err| format(not_rsa("PKCS#8 private key", &err.to_string())))?,
+        "RSA PRIVATE KEY" => {
+            if block.headers().get("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED")) {
+                return Err(format(ENCRYPTED_HINT.into()));
+            }
+            rsa::PrivateKey::from_pkcs1_der(block.contents())
+                .map_err(|err| format(format!("invalid PKCS#1 RSA private key ({err})")))?
+        }
+        "ENCRYPTED PRIVATE KEY" => return Err(format(ENCRYPTED_HINT.into())),
+        "PUBLIC KEY" | "RSA PUBLIC KEY" => {
+            return Err(format(
+                "this is a public key; pass the private key file here (the one without .pub)"
+                    .into(),
+            ));
+        }
+        other => return Err(format(unexpected_label(other, "a private key"))),
+    };
+    PrivateKey::from_rsa(key, path)
+}
+
+/// Loads an RSA public key from an SPKI (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`)
+/// PEM file, or takes the public half of a private key file.
+///
+/// # Errors
+/// A [`KeyError`] naming the file, as for [`load_private_key`].
+pub fn load_public_key(path: &Path) -> Result<PublicKey, KeyError> {
+    let block = read_pem(path)?;
+    public_key_from_pem(&block, path)
+}
+
+fn public_key_from_pem(block: &pem::Pem, path: &Path) -> Result<PublicKey, KeyError> {
+    let format = |reason: String| KeyError::Format { path: path.into(), reason };
+    let key = match block.tag() {
+        "PUBLIC KEY" => rsa::PublicKey::from_public_key_der(block.contents())
+            .map_err(|err| format(not_rsa("public key", &err.to_string())))?,
+        "RSA PUBLIC KEY" => rsa::PublicKey::from_pkcs1_der(block.contents())
+            .map_err(|err| format(format!("invalid PKCS#1 RSA public key ({err})")))?,
+        "PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
+            return Ok(load_private_key(path)?.public);
+        }
+        other => return Err(format(unexpected_label(other, "a public key"))),
+    };
+    PublicKey::from_rsa(key, path)
+}
+
+/// The set of local-side keys a remote accepts.
+///
+/// The file lists PEM public keys and/or fingerprint lines (`SHA256:...`, optionally
+/// followed by a comment); `#` starts a comment line and blank lines are ignored.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizedKeys {
+    fingerprints: HashSet<Fingerprint>,
+}
+
+impl AuthorizedKeys {
+    /// Builds a set from fingerprints.
+    pub fn from_fingerprints(list: impl IntoIterator<Item = Fingerprint>) -> Self {
+        Self { fingerprints: list.into_iter().collect() }
+    }
+
+    /// Loads and parses an authorized-keys file.
+    ///
+    /// # Errors
+    /// [`KeyError::Format`] naming the file and line of the first entry that is neither a
+    /// PEM public key nor a fingerprint, or when the file lists no key at all.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = fs::read_to_string(path)
+            .map_err(|source| KeyError::Io { path: path.into(), source })?;
+        let mut fingerprints = HashSet::new();
+        let mut pem_block: Option<(usize, String)> = None;
+        for (index, line) in text.lines().enumerate() {
+            let line_no = index + 1;
+            let trimmed = line.trim();
+            if let Some((start, block)) = pem_block.as_mut() {
+                block.push_str(trimmed);
+                block.push('\n');
+                if trimmed.starts_with("-----END ") {
+                    let at = format!("{} line {}", path.display(), start);
+                    let parsed = pem::parse(block.as_bytes()).map_err(|err| KeyError::Format {
+                        path: at.clone().into(),
+                        reason: format!("unreadable PEM block ({err})"),
+                    })?;
+                    fingerprints.insert(public_key_from_pem(&parsed, Path::new(&at))?.fingerprint);
+                    pem_block = None;
+                }
+                continue;
+            }
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            if trimmed.starts_with("-----BEGIN ") {
+                pem_block = Some((line_no, format!("{trimmed}\n")));
+                continue;
+            }
+            let first = trimmed.split_whitespace().next().unwrap_or_default();
+            let fingerprint = Fingerprint::parse(first).map_err(|_| KeyError::Format {
+                path: path.into(),
+                reason: format!(
+                    "line {line_no}: expected a PEM public key or a SHA256:... fingerprint, \
+                     found {first:?}"
+                ),
+            })?;
+            fingerprints.insert(fingerprint);
+        }
+        if let Some((start, _)) = pem_block {
+            return Err(KeyError::Format {
+                path: path.into(),
+                reason: format!("line {start}: PEM block has no END line"),
+            });
+        }
+        if fingerprints.is_empty() {
+            return Err(KeyError::Format {
+                path: path.into(),
+                reason: "lists no key; add the local side's public key or its fingerprint".into(),
+            });
+        }
+        Ok(Self { fingerprints })
+    }
+
+    /// Whether the key with this fingerprint is accepted.
+    pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
+        self.fingerprints.contains(fingerprint)
+    }
+
+    /// Number of accepted keys.
+    pub fn len(&self) -> usize {
+        self.fingerprints.len()
+    }
+
+    /// Whether no key is accepted.
+    pub fn is_empty(&self) -> bool {
+        self.fingerprints.is_empty()
+    }
+}
+
+/// Reads the pinned remote key: a fingerprint string, or the path of a PEM key file.
+///
+/// # Errors
+/// [`KeyError`] from parsing the fingerprint or loading the file.
+pub fn load_pin(value: &str) -> Result<Fingerprint, KeyError> {
+    if value.trim_start().starts_with("SHA256:") {
+        Fingerprint::parse(value)
+    } else {
+        Ok(load_public_key(Path::new(value))?.fingerprint)
+    }
+}
+
+const ENCRYPTED_HINT: &str = "private key is encrypted with a passphrase, which tunnel does not \
+     read; write a decrypted copy with `openssl pkey -in FILE -out NEW` and protect it with file \
+     permissions";
+
+fn not_rsa(what: &str, detail: &str) -> String {
+    format!("{what} is not an RSA key or is damaged ({detail}); tunnel uses RSA keys only")
+}
+
+fn unexpected_label(label: &str, wanted: &str) -> String {
+    format!(
+        "holds a PEM block labelled {label:?}, expected {wanted} (PKCS#8 or PKCS#1 RSA); \
+         make one with `tunnel keygen` or `openssl genpkey -algorithm RSA`"
+    )
+}
+
+fn read_pem(path: &Path) -> Result<pem::Pem, KeyError> {
+    let bytes = fs::read(path).map_err(|source| KeyError::Io { path: path.into(), source })?;
+    if bytes.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY") {
+        return Err(KeyError::Format {
+            path: path.into(),
+            reason: "is an OpenSSH private key; convert it with `ssh-keygen -p -m PKCS8 -f FILE` \
+                     or make a new key with `tunnel keygen`"
+                .into(),
+        });
+    }
+    pem::parse(&bytes).map_err(|err| KeyError::Format {
+        path: path.into(),
+        reason: format!("not a PEM file ({err}); expected -----BEGIN ... KEY----- text"),
+    })
+}
+
+fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<(), KeyError> {
+    let io_err = |source| KeyError::Io { path: path.into(), source };
+    let mut options = OpenOptions::new();
+    options.write(true).mode(mode);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(io_err)?;
+    file.write_all(contents).map_err(io_err)?;
+    file.sync_all().map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_text_round_trips() {
+        let fp = Fingerprint::of_spki(b"example");
+        let text = fp.to_string();
+        assert!(text.starts_with("SHA256:"));
+        assert_eq!(text.len(), 7 + 43);
+        assert_eq!(Fingerprint::parse(&text).unwrap(), fp);
+        assert_eq!(Fingerprint::parse(&format!("{text}=")).unwrap(), fp);
+    }
+
+    #[test]
+    fn malformed_fingerprints_are_rejected() {
+        for bad in ["", "SHA256:", "MD5:abcd", "SHA256:tooshort", "SHA256:!!!!"] {
+            assert!(matches!(Fingerprint::parse(bad), Err(KeyError::Fingerprint(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn small_keys_are_refused() {
+        assert!(matches!(PrivateKey::generate(1024), Err(KeyError::Size { bits: 1024, .. })));
+    }
+}

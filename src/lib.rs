@@ -1,0 +1,5 @@
+//! tunnel
+pub mod crypto;
+pub mod handshake;
+pub mod keys;
+pub mod record;
