@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use rsa::sha2::Sha256;
 use rsa::traits::PublicKeyParts;
 use sha2::Digest;
@@ -99,7 +101,9 @@ impl Fingerprint {
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let bad = || KeyError::Fingerprint(text.to_string());
         let encoded = text.trim().strip_prefix("SHA256:").ok_or_else(bad)?;
-        let bytes = STANDARD_NO_PAD.decode(encoded.trim_end_matches('=')).map_err(|_| bad())?;
+        let bytes = STANDARD_NO_PAD
+            .decode(encoded.trim_end_matches('='))
+            .map_err(|_| bad())?;
         let digest: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
         Ok(Self(digest))
     }
@@ -133,24 +137,32 @@ impl PublicKey {
     /// [`KeyError::Size`] when the modulus is out of bounds.
     pub fn from_spki_der(spki_der: &[u8]) -> Result<Self, KeyError> {
         let origin = Path::new("public key sent by peer");
-        let key = rsa::PublicKey::from_public_key_der(spki_der).map_err(|err| KeyError::Format {
-            path: origin.into(),
-            reason: format!("not an RSA SubjectPublicKeyInfo ({err})"),
-        })?;
+        let key =
+            rsa::PublicKey::from_public_key_der(spki_der).map_err(|err| KeyError::Format {
+                path: origin.into(),
+                reason: format!("not an RSA SubjectPublicKeyInfo ({err})"),
+            })?;
         Self::from_rsa(key, origin)
     }
 
     fn from_rsa(key: rsa::PublicKey, origin: &Path) -> Result<Self, KeyError> {
         let bits = key.n_bits_precision() as usize;
         if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-            return Err(KeyError::Size { path: origin.into(), bits });
+            return Err(KeyError::Size {
+                path: origin.into(),
+                bits,
+            });
         }
         let spki_der = key
             .to_public_key_der()
             .map_err(|err| KeyError::Rsa(err.to_string()))?
             .into_vec();
         let fingerprint = Fingerprint::of_spki(&spki_der);
-        Ok(Self { key, spki_der, fingerprint })
+        Ok(Self {
+            key,
+            spki_der,
+            fingerprint,
+        })
     }
 
     /// The DER SubjectPublicKeyInfo.
@@ -204,7 +216,10 @@ impl PrivateKey {
     /// [`KeyError::Size`] below [`MIN_RSA_BITS`] or above [`MAX_RSA_BITS`].
     pub fn generate(bits: usize) -> Result<Self, KeyError> {
         if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-            return Err(KeyError::Size { path: "requested key size".into(), bits });
+            return Err(KeyError::Size {
+                path: "requested key size".into(),
+                bits,
+            });
         }
         let key = rsa::PrivateKey::new(&mut rand::rng(), bits)
             .map_err(|err| KeyError::Rsa(err.to_string()))?;
@@ -227,7 +242,9 @@ impl PrivateKey {
     /// [`KeyError::Rsa`] if the RSA library fails, which it does only when the system
     /// random source fails.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.key.pss_sign::<Sha256>(message).map_err(|err| KeyError::Rsa(err.to_string()))
+        self.key
+            .pss_sign::<Sha256>(message)
+            .map_err(|err| KeyError::Rsa(err.to_string()))
     }
 
     /// Writes the private key (PKCS#8 PEM, mode 0600) to `path` and the public key
@@ -276,12 +293,19 @@ pub fn public_key_path(private_path: &Path) -> PathBuf {
 /// kind of key, or holds a key of the wrong size.
 pub fn load_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
     let block = read_pem(path)?;
-    let format = |reason: String| KeyError::Format { path: path.into(), reason };
+    let format = |reason: String| KeyError::Format {
+        path: path.into(),
+        reason,
+    };
     let key = match block.tag() {
         "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_der(block.contents())
             .map_err(|err| format(not_rsa("PKCS#8 private key", &err.to_string())))?,
         "RSA PRIVATE KEY" => {
-            if block.headers().get("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED")) {
+            if block
+                .headers()
+                .get("Proc-Type")
+                .is_some_and(|v| v.contains("ENCRYPTED"))
+            {
                 return Err(format(ENCRYPTED_HINT.into()));
             }
             rsa::PrivateKey::from_pkcs1_der(block.contents())
@@ -310,7 +334,10 @@ pub fn load_public_key(path: &Path) -> Result<PublicKey, KeyError> {
 }
 
 fn public_key_from_pem(block: &pem::Pem, path: &Path) -> Result<PublicKey, KeyError> {
-    let format = |reason: String| KeyError::Format { path: path.into(), reason };
+    let format = |reason: String| KeyError::Format {
+        path: path.into(),
+        reason,
+    };
     let key = match block.tag() {
         "PUBLIC KEY" => rsa::PublicKey::from_public_key_der(block.contents())
             .map_err(|err| format(not_rsa("public key", &err.to_string())))?,
@@ -336,7 +363,9 @@ pub struct AuthorizedKeys {
 impl AuthorizedKeys {
     /// Builds a set from fingerprints.
     pub fn from_fingerprints(list: impl IntoIterator<Item = Fingerprint>) -> Self {
-        Self { fingerprints: list.into_iter().collect() }
+        Self {
+            fingerprints: list.into_iter().collect(),
+        }
     }
 
     /// Loads and parses an authorized-keys file.
@@ -345,8 +374,10 @@ impl AuthorizedKeys {
     /// [`KeyError::Format`] naming the file and line of the first entry that is neither a
     /// PEM public key nor a fingerprint, or when the file lists no key at all.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = fs::read_to_string(path)
-            .map_err(|source| KeyError::Io { path: path.into(), source })?;
+        let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
+            path: path.into(),
+            source,
+        })?;
         let mut fingerprints = HashSet::new();
         let mut pem_block: Option<(usize, String)> = None;
         for (index, line) in text.lines().enumerate() {
@@ -442,7 +473,10 @@ fn unexpected_label(label: &str, wanted: &str) -> String {
 }
 
 fn read_pem(path: &Path) -> Result<pem::Pem, KeyError> {
-    let bytes = fs::read(path).map_err(|source| KeyError::Io { path: path.into(), source })?;
+    let bytes = fs::read(path).map_err(|source| KeyError::Io {
+        path: path.into(),
+        source,
+    })?;
     if bytes.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY") {
         return Err(KeyError::Format {
             path: path.into(),
@@ -458,7 +492,10 @@ fn read_pem(path: &Path) -> Result<pem::Pem, KeyError> {
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<(), KeyError> {
-    let io_err = |source| KeyError::Io { path: path.into(), source };
+    let io_err = |source| KeyError::Io {
+        path: path.into(),
+        source,
+    };
     let mut options = OpenOptions::new();
     options.write(true).mode(mode);
     if force {
@@ -488,12 +525,18 @@ mod tests {
     #[test]
     fn malformed_fingerprints_are_rejected() {
         for bad in ["", "SHA256:", "MD5:abcd", "SHA256:tooshort", "SHA256:!!!!"] {
-            assert!(matches!(Fingerprint::parse(bad), Err(KeyError::Fingerprint(_))), "{bad}");
+            assert!(
+                matches!(Fingerprint::parse(bad), Err(KeyError::Fingerprint(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn small_keys_are_refused() {
-        assert!(matches!(PrivateKey::generate(1024), Err(KeyError::Size { bits: 1024, .. })));
+        assert!(matches!(
+            PrivateKey::generate(1024),
+            Err(KeyError::Size { bits: 1024, .. })
+        ));
     }
 }

@@ -1,1 +1,31 @@
-fn main() {}
+//! The `tunnel` binary: parses the command line, sets up logging, runs the command
+//! and turns its outcome into an exit code. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use tunnel::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tunnel::logging::init(&cli.log);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tunnel::commands::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}

@@ -184,7 +184,10 @@ pub struct Sealer {
 impl Sealer {
     /// A sealer starting from the handshake's traffic secret for this direction.
     pub fn new(suite: CipherSuite, secret: Zeroizing<[u8; KEY_LEN]>) -> Self {
-        Self { state: KeyState::new(suite, secret), update_interval: KEY_UPDATE_INTERVAL }
+        Self {
+            state: KeyState::new(suite, secret),
+            update_interval: KEY_UPDATE_INTERVAL,
+        }
     }
 
     /// Sets how many records are sealed before a key update (tests use small values).
@@ -263,7 +266,10 @@ pub struct Opener {
 impl Opener {
     /// An opener starting from the handshake's traffic secret for this direction.
     pub fn new(suite: CipherSuite, secret: Zeroizing<[u8; KEY_LEN]>) -> Self {
-        Self { state: KeyState::new(suite, secret), closed: false }
+        Self {
+            state: KeyState::new(suite, secret),
+            closed: false,
+        }
     }
 
     /// Opens one record in place. `header` is its four header bytes and `body` the
@@ -290,7 +296,9 @@ impl Opener {
             return Err(RecordError::Authentication);
         }
         let (text, tag) = body.split_at_mut(sealed_len - TAG_LEN);
-        let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("split leaves exactly TAG_LEN bytes");
+        let tag: &[u8; TAG_LEN] = (&*tag)
+            .try_into()
+            .expect("split leaves exactly TAG_LEN bytes");
         self.state
             .key
             .open(self.state.counter, header, text, tag)
@@ -334,7 +342,12 @@ struct KeyState {
 impl KeyState {
     fn new(suite: CipherSuite, secret: Zeroizing<[u8; KEY_LEN]>) -> Self {
         let key = AeadKey::new(suite, &expand(&secret, LABEL_KEY));
-        Self { suite, secret, key, counter: 0 }
+        Self {
+            suite,
+            secret,
+            key,
+            counter: 0,
+        }
     }
 
     fn advance(&mut self) {
@@ -349,7 +362,8 @@ const LABEL_UPDATE: &[u8] = b"tunnel v1 key update";
 fn expand(secret: &[u8; KEY_LEN], label: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
     let hkdf = Hkdf::<Sha256>::from_prk(secret).expect("a 32-byte PRK is long enough");
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    hkdf.expand(label, out.as_mut()).expect("32 bytes is a valid HKDF output length");
+    hkdf.expand(label, out.as_mut())
+        .expect("32 bytes is a valid HKDF output length");
     out
 }
 
@@ -359,7 +373,10 @@ mod tests {
 
     fn pair(suite: CipherSuite) -> (Sealer, Opener) {
         let secret = Zeroizing::new([9u8; KEY_LEN]);
-        (Sealer::new(suite, secret.clone()), Opener::new(suite, secret))
+        (
+            Sealer::new(suite, secret.clone()),
+            Opener::new(suite, secret),
+        )
     }
 
     fn open(opener: &mut Opener, record: &[u8]) -> Result<(RecordType, Vec<u8>), RecordError> {
@@ -376,7 +393,10 @@ mod tests {
             for payload in [&b""[..], b"x", &vec![0xab; MAX_PAYLOAD_LEN]] {
                 let record = sealer.seal_to_vec(RecordType::Data, payload).unwrap();
                 assert_eq!(record.len(), HEADER_LEN + 1 + payload.len() + TAG_LEN);
-                assert_eq!(open(&mut opener, &record).unwrap(), (RecordType::Data, payload.to_vec()));
+                assert_eq!(
+                    open(&mut opener, &record).unwrap(),
+                    (RecordType::Data, payload.to_vec())
+                );
             }
             let close = sealer.seal_to_vec(RecordType::Close, &[]).unwrap();
             assert_eq!(open(&mut opener, &close).unwrap().0, RecordType::Close);
@@ -412,7 +432,10 @@ mod tests {
         assert_eq!(open(&mut replay, &first), Err(RecordError::Authentication));
 
         let (_, mut dropped) = pair(CipherSuite::Aes256Gcm);
-        assert_eq!(open(&mut dropped, &second), Err(RecordError::Authentication));
+        assert_eq!(
+            open(&mut dropped, &second),
+            Err(RecordError::Authentication)
+        );
     }
 
     #[test]
@@ -428,12 +451,26 @@ mod tests {
     #[test]
     fn header_bounds_are_checked_before_reading_a_body() {
         let too_big = ((MAX_SEALED_LEN + 1) as u32).to_be_bytes();
-        assert_eq!(parse_header(&too_big), Err(RecordError::Oversize { len: MAX_SEALED_LEN + 1 }));
-        assert_eq!(parse_header(&u32::MAX.to_be_bytes()), Err(RecordError::Oversize {
-            len: u32::MAX as usize
-        }));
-        assert_eq!(parse_header(&16u32.to_be_bytes()), Err(RecordError::Undersize { len: 16 }));
-        assert_eq!(parse_header(&(MAX_SEALED_LEN as u32).to_be_bytes()), Ok(MAX_SEALED_LEN));
+        assert_eq!(
+            parse_header(&too_big),
+            Err(RecordError::Oversize {
+                len: MAX_SEALED_LEN + 1
+            })
+        );
+        assert_eq!(
+            parse_header(&u32::MAX.to_be_bytes()),
+            Err(RecordError::Oversize {
+                len: u32::MAX as usize
+            })
+        );
+        assert_eq!(
+            parse_header(&16u32.to_be_bytes()),
+            Err(RecordError::Undersize { len: 16 })
+        );
+        assert_eq!(
+            parse_header(&(MAX_SEALED_LEN as u32).to_be_bytes()),
+            Ok(MAX_SEALED_LEN)
+        );
     }
 
     #[test]
@@ -457,7 +494,10 @@ mod tests {
         let (_, mut fresh) = pair(CipherSuite::ChaCha20Poly1305);
         assert!(open(&mut fresh, &first_key_records[0]).is_ok());
         let mut later = opener;
-        assert_eq!(open(&mut later, &first_key_records[0]), Err(RecordError::Authentication));
+        assert_eq!(
+            open(&mut later, &first_key_records[0]),
+            Err(RecordError::Authentication)
+        );
     }
 
     #[test]

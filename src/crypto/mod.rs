@@ -56,9 +56,12 @@ impl FromStr for CipherSuite {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let wanted = text.trim().to_ascii_lowercase().replace('_', "-");
-        Self::ALL.into_iter().find(|suite| suite.name() == wanted).ok_or_else(|| {
-            format!("unknown cipher {text:?}; choose from chacha20-poly1305, aes-256-gcm")
-        })
+        Self::ALL
+            .into_iter()
+            .find(|suite| suite.name() == wanted)
+            .ok_or_else(|| {
+                format!("unknown cipher {text:?}; choose from chacha20-poly1305, aes-256-gcm")
+            })
     }
 }
 
@@ -75,7 +78,10 @@ pub struct CipherPolicy {
 
 impl Default for CipherPolicy {
     fn default() -> Self {
-        Self { suites: CipherSuite::ALL.to_vec(), explicit: false }
+        Self {
+            suites: CipherSuite::ALL.to_vec(),
+            explicit: false,
+        }
     }
 }
 
@@ -94,7 +100,10 @@ impl CipherPolicy {
         if suites.is_empty() {
             return Err("the cipher list is empty; name at least one cipher".into());
         }
-        Ok(Self { suites, explicit: true })
+        Ok(Self {
+            suites,
+            explicit: true,
+        })
     }
 
     /// The order the local side offers: its own order, except that without an explicit
@@ -131,7 +140,11 @@ impl CipherPolicy {
 /// Renders a suite list as `a,b` for logs and error messages.
 pub fn list_names(suites: &[CipherSuite]) -> String {
     let names: Vec<&str> = suites.iter().map(|suite| suite.name()).collect();
-    if names.is_empty() { "(none)".into() } else { names.join(",") }
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(",")
+    }
 }
 
 /// Whether this CPU has the instructions that make AES-GCM fast (AES rounds and
@@ -139,7 +152,8 @@ pub fn list_names(suites: &[CipherSuite]) -> String {
 pub fn has_aes_hardware() -> bool {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     {
-        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -153,7 +167,11 @@ pub fn has_aes_hardware() -> bool {
 }
 
 fn hardware_order(suites: &[CipherSuite], aes_fast: bool) -> Vec<CipherSuite> {
-    let first = if aes_fast { CipherSuite::Aes256Gcm } else { CipherSuite::ChaCha20Poly1305 };
+    let first = if aes_fast {
+        CipherSuite::Aes256Gcm
+    } else {
+        CipherSuite::ChaCha20Poly1305
+    };
     let mut order: Vec<CipherSuite> = suites.iter().copied().filter(|s| *s == first).collect();
     order.extend(suites.iter().copied().filter(|s| *s != first));
     order

@@ -40,7 +40,11 @@ where
     let offer = params.ciphers.offer(has_aes_hardware());
 
     let mut body = share.as_bytes().to_vec();
-    body.push(if has_aes_hardware() { FLAG_AES_HARDWARE } else { 0 });
+    body.push(if has_aes_hardware() {
+        FLAG_AES_HARDWARE
+    } else {
+        0
+    });
     body.push(offer.len() as u8);
     body.extend(offer.iter().map(|suite| suite.id()));
     push_u16_prefixed(&mut body, params.key.public_key().spki_der());
@@ -52,12 +56,15 @@ where
     stream.flush().await?;
 
     transcript.add(&read_preface(stream).await?);
-    let hello = read_frame(stream, FrameType::RemoteHello).await.map_err(|err| match err {
-        HandshakeError::NoCommonCipher { remote, .. } => {
-            HandshakeError::NoCommonCipher { local: offer.clone(), remote }
-        }
-        other => other,
-    })?;
+    let hello = read_frame(stream, FrameType::RemoteHello)
+        .await
+        .map_err(|err| match err {
+            HandshakeError::NoCommonCipher { remote, .. } => HandshakeError::NoCommonCipher {
+                local: offer.clone(),
+                remote,
+            },
+            other => other,
+        })?;
     transcript.add(&hello);
     let mut reader = Reader::new(&hello[3..], "RemoteHello");
     let remote_share = KeyShare::from(reader.array32()?);
@@ -73,7 +80,10 @@ where
         })?;
     let got = Fingerprint::of_spki(spki);
     if got != params.remote_pin {
-        return Err(HandshakeError::WrongRemoteKey { expected: params.remote_pin, got });
+        return Err(HandshakeError::WrongRemoteKey {
+            expected: params.remote_pin,
+            got,
+        });
     }
     let remote_key = PublicKey::from_spki_der(spki)?;
 

@@ -259,14 +259,20 @@ async fn read_preface<S: AsyncRead + Unpin>(
     }
     let theirs = u16::from_be_bytes([bytes[6], bytes[7]]);
     if theirs != PROTOCOL_VERSION {
-        return Err(HandshakeError::Version { ours: PROTOCOL_VERSION, theirs });
+        return Err(HandshakeError::Version {
+            ours: PROTOCOL_VERSION,
+            theirs,
+        });
     }
     Ok(bytes)
 }
 
 /// Encodes one frame.
 fn frame(kind: FrameType, body: &[u8]) -> Vec<u8> {
-    debug_assert!(body.len() <= MAX_FRAME_LEN, "our own frames stay under the limit");
+    debug_assert!(
+        body.len() <= MAX_FRAME_LEN,
+        "our own frames stay under the limit"
+    );
     let mut out = Vec::with_capacity(3 + body.len());
     out.push(kind as u8);
     out.extend_from_slice(&(body.len() as u16).to_be_bytes());
@@ -319,8 +325,14 @@ fn alert_error(body: &[u8]) -> HandshakeError {
             }
         }
         Some(code) if code == AlertCode::NoCommonCipher as u8 => {
-            let remote = body[1..].iter().skip(1).filter_map(|id| CipherSuite::from_id(*id));
-            HandshakeError::NoCommonCipher { local: Vec::new(), remote: remote.collect() }
+            let remote = body[1..]
+                .iter()
+                .skip(1)
+                .filter_map(|id| CipherSuite::from_id(*id));
+            HandshakeError::NoCommonCipher {
+                local: Vec::new(),
+                remote: remote.collect(),
+            }
         }
         _ => HandshakeError::RefusedByRemote,
     }
@@ -339,7 +351,10 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, len: usize) -> Result<&'a [u8], HandshakeError> {
         if self.bytes.len() < len {
-            return Err(HandshakeError::Malformed(format!("{} is truncated", self.what)));
+            return Err(HandshakeError::Malformed(format!(
+                "{} is truncated",
+                self.what
+            )));
         }
         let (head, tail) = self.bytes.split_at(len);
         self.bytes = tail;
@@ -363,7 +378,10 @@ impl<'a> Reader<'a> {
         if self.bytes.is_empty() {
             Ok(())
         } else {
-            Err(HandshakeError::Malformed(format!("{} has trailing bytes", self.what)))
+            Err(HandshakeError::Malformed(format!(
+                "{} has trailing bytes",
+                self.what
+            )))
         }
     }
 }
@@ -381,8 +399,10 @@ fn traffic_secrets(
     let hkdf = Hkdf::<Sha256>::new(Some(&transcript.hash()), shared.as_bytes());
     let mut to_remote = Zeroizing::new([0u8; 32]);
     let mut to_local = Zeroizing::new([0u8; 32]);
-    hkdf.expand(LABEL_LOCAL_TO_REMOTE, to_remote.as_mut()).expect("32 bytes is valid");
-    hkdf.expand(LABEL_REMOTE_TO_LOCAL, to_local.as_mut()).expect("32 bytes is valid");
+    hkdf.expand(LABEL_LOCAL_TO_REMOTE, to_remote.as_mut())
+        .expect("32 bytes is valid");
+    hkdf.expand(LABEL_REMOTE_TO_LOCAL, to_local.as_mut())
+        .expect("32 bytes is valid");
     (to_remote, to_local)
 }
 

@@ -32,7 +32,10 @@ pub struct RemoteParams<'a> {
 ///
 /// # Errors
 /// A [`HandshakeError`] naming the check that failed; the caller closes the stream.
-pub async fn run<S>(stream: &mut S, params: &RemoteParams<'_>) -> Result<Established, HandshakeError>
+pub async fn run<S>(
+    stream: &mut S,
+    params: &RemoteParams<'_>,
+) -> Result<Established, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -55,10 +58,15 @@ where
     let local_has_aes = reader.byte()? & FLAG_AES_HARDWARE != 0;
     let count = reader.byte()? as usize;
     if count > MAX_OFFERED_SUITES {
-        return Err(HandshakeError::Malformed(format!("{count} ciphers offered")));
+        return Err(HandshakeError::Malformed(format!(
+            "{count} ciphers offered"
+        )));
     }
-    let offer: Vec<CipherSuite> =
-        reader.take(count)?.iter().filter_map(|id| CipherSuite::from_id(*id)).collect();
+    let offer: Vec<CipherSuite> = reader
+        .take(count)?
+        .iter()
+        .filter_map(|id| CipherSuite::from_id(*id))
+        .collect();
     let spki = reader.u16_prefixed()?;
     reader.finish()?;
 
@@ -68,7 +76,10 @@ where
         return Err(HandshakeError::UnknownLocalKey(fingerprint));
     }
     let local_key = PublicKey::from_spki_der(spki)?;
-    let Some(suite) = params.ciphers.choose(&offer, local_has_aes, has_aes_hardware()) else {
+    let Some(suite) = params
+        .ciphers
+        .choose(&offer, local_has_aes, has_aes_hardware())
+    else {
         let mut detail = vec![params.ciphers.suites.len() as u8];
         detail.extend(params.ciphers.suites.iter().map(|suite| suite.id()));
         refuse(stream, AlertCode::NoCommonCipher, &detail).await;
@@ -81,13 +92,19 @@ where
     let secret = EphemeralSecret::random();
     let share = KeyShare::from(&secret);
     let mut body = share.as_bytes().to_vec();
-    body.push(if has_aes_hardware() { FLAG_AES_HARDWARE } else { 0 });
+    body.push(if has_aes_hardware() {
+        FLAG_AES_HARDWARE
+    } else {
+        0
+    });
     body.push(suite.id());
     push_u16_prefixed(&mut body, params.key.public_key().spki_der());
     let mut flight = preface().to_vec();
     flight.extend_from_slice(&frame(FrameType::RemoteHello, &body));
     transcript.add(&flight);
-    let signature = params.key.sign(&transcript.signed_message(CONTEXT_REMOTE))?;
+    let signature = params
+        .key
+        .sign(&transcript.signed_message(CONTEXT_REMOTE))?;
     let auth = frame(FrameType::RemoteAuth, &signature);
     transcript.add(&auth);
     flight.extend_from_slice(&auth);

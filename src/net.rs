@@ -1,0 +1,104 @@
+//! Socket plumbing shared by both roles: the accept loop with its connection limit
+//! and error backoff, outgoing connects with a deadline, and connection ids.
+//!
+//! What a connection does once accepted belongs to [`crate::local`] and
+//! [`crate::remote`]; this module only hands them sockets.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::error;
+
+use crate::config::HostPort;
+use crate::error::Error;
+use crate::shutdown::Shutdown;
+
+/// First pause after a failed `accept` (for example, out of file descriptors).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+
+/// Longest pause between `accept` retries; the backoff doubles up to this.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Binds a listening socket, turning failures into an error that names the address.
+///
+/// # Errors
+/// [`Error::Bind`] when the address is in use, not local, or needs privileges.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+/// Accepts connections until `shutdown` stops, spawning `handle` for each one on the
+/// shutdown's task tracker.
+///
+/// A permit from `limit` is taken before each `accept` and held by the connection's
+/// task, so at most the semaphore's size of connections run at once; others wait in
+/// the listen backlog. Accept errors are logged and retried with capped backoff.
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    limit: Arc<Semaphore>,
+    shutdown: Shutdown,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let permit: OwnedSemaphorePermit = tokio::select! {
+            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = shutdown.stopping() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.stopping() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                let _ = stream.set_nodelay(true);
+                let task = handle(stream, peer);
+                shutdown.tracker().spawn(async move {
+                    task.await;
+                    drop(permit);
+                });
+            }
+            Err(err) => {
+                error!(error = %err, retry_in = ?backoff, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Connects to `addr`, resolving its name now, within `timeout`.
+///
+/// # Errors
+/// The resolver's or the socket's error, or `TimedOut`.
+pub async fn connect(addr: &HostPort, timeout: Duration) -> std::io::Result<TcpStream> {
+    let attempt = TcpStream::connect((addr.host.as_str(), addr.port));
+    let stream = match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {timeout:?}"),
+            ));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// A short process-wide id for log lines of one connection.
+pub fn next_connection_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
