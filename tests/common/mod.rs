@@ -1,0 +1,148 @@
+//! Helpers shared by the end-to-end tests: test keys, an echo target, and both
+//! roles started in-process on free loopback ports.
+#![allow(dead_code)] // each test file uses a different subset of these helpers
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tunnel::config::{Forward, HostPort, Limits, LocalConfig, RemoteConfig};
+use tunnel::crypto::CipherPolicy;
+use tunnel::keys::{self, AuthorizedKeys, Fingerprint, PrivateKey};
+use tunnel::local::Local;
+use tunnel::remote::Remote;
+use tunnel::shutdown::Shutdown;
+
+/// Path of a file under tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Loads a test-only private key by short name: "local", "remote" or "stranger".
+pub fn key(name: &str) -> Arc<PrivateKey> {
+    Arc::new(keys::load_private_key(&fixture(&format!("test-only-{name}.pem"))).unwrap())
+}
+
+/// Fingerprint of a test-only key.
+pub fn fingerprint(name: &str) -> Fingerprint {
+    key(name).public_key().fingerprint()
+}
+
+/// Turns `tracing` output on for a test (once per process; later calls are no-ops).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+        .with_test_writer()
+        .try_init();
+}
+
+/// A loopback echo service: each connection gets back what it sends, then its end
+/// of stream once the client half-closes.
+pub async fn echo_target() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                if tokio::io::copy(&mut read, &mut write).await.is_ok() {
+                    let _ = write.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A port on loopback that nothing listens on (bound, then released).
+pub async fn dead_port() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Settings for a remote on a free loopback port that accepts the "local" key.
+pub fn remote_config(target: SocketAddr) -> RemoteConfig {
+    RemoteConfig {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        target: host_port(target),
+        key: key("remote"),
+        authorized: Arc::new(AuthorizedKeys::from_fingerprints([fingerprint("local")])),
+        ciphers: CipherPolicy::default(),
+        limits: Limits::default(),
+    }
+}
+
+/// Settings for a local on a free loopback port, pinned to the "remote" key.
+pub fn local_config(remote: SocketAddr) -> LocalConfig {
+    LocalConfig {
+        forwards: vec![Forward {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            remote: host_port(remote),
+        }],
+        key: key("local"),
+        remote_pin: fingerprint("remote"),
+        ciphers: CipherPolicy::default(),
+        limits: Limits::default(),
+    }
+}
+
+/// A running role; dropping it stops the role (connections are cut at once).
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its shutdown handle.
+    pub shutdown: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains within the configured grace, and waits for the end.
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        (&mut self.task).await.unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a remote role.
+pub async fn spawn_remote(config: RemoteConfig) -> Running {
+    let remote = Remote::bind(config).await.unwrap();
+    let addr = remote.local_addr().unwrap();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(remote.run(shutdown.clone()));
+    Running { addr, shutdown, task }
+}
+
+/// Starts a local role; `addr` is its first forward's listener.
+pub async fn spawn_local(config: LocalConfig) -> Running {
+    let local = Local::bind(config).await.unwrap();
+    let addr = local.local_addrs()[0];
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(local.run(shutdown.clone()));
+    Running { addr, shutdown, task }
+}
+
+/// An echo target, a remote in front of it and a local in front of that, all with
+/// default settings. Returns (local, remote, target address).
+pub async fn spawn_tunnel() -> (Running, Running, SocketAddr) {
+    let target = echo_target().await;
+    let remote = spawn_remote(remote_config(target)).await;
+    let local = spawn_local(local_config(remote.addr)).await;
+    (local, remote, target)
+}
+
+/// `addr` as a `HostPort`.
+pub fn host_port(addr: SocketAddr) -> HostPort {
+    HostPort { host: addr.ip().to_string(), port: addr.port() }
+}
+
+/// Upper bound for anything in a test that should happen "promptly".
+pub const PROMPT: Duration = Duration::from_secs(2);
