@@ -1,8 +1,8 @@
 //! The relay: moves bytes between a plaintext socket and a tunnel socket once the
 //! handshake is done, in both directions at once.
 //!
-//! Each direction is a small loop with one buffer of one record's size: read, seal
-//! or open, write, repeat. Nothing is queued, so a slow reader stalls its writer
+//! Each direction is a small loop with at most one buffer of one record's size:
+//! read, seal or open, write, repeat. Buffers exist only while data flows. Nothing is queued, so a slow reader stalls its writer
 //! through TCP flow control and memory per connection stays fixed. Half-close is
 //! kept: end of stream on the plaintext side becomes a `Close` record and a TCP
 //! shutdown of the tunnel's write half; a `Close` record from the peer becomes a
@@ -16,15 +16,18 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::BufMut;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::crypto::aead::TAG_LEN;
 use crate::handshake::Established;
 use crate::record::{
-    AbortReason, HEADER_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, MAX_SEALED_LEN, Opener, RecordError,
-    RecordType, Sealer, parse_header,
+    AbortReason, HEADER_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, Opener, RecordError, RecordType,
+    Sealer, parse_header,
 };
 
 /// Why a relay ended early.
@@ -125,69 +128,91 @@ pub async fn abort<W: AsyncWrite + Unpin>(
 }
 
 /// Copies plaintext into sealed records until end of stream, then sends `Close`.
-async fn plain_to_tunnel<R, W>(
-    mut plain: R,
-    mut tunnel: W,
+///
+/// The record buffer exists only while data flows: it is allocated when the socket
+/// turns readable and released once a read finds nothing more, so an idle
+/// connection holds no buffer.
+async fn plain_to_tunnel(
+    plain: ReadHalf<'_>,
+    mut tunnel: WriteHalf<'_>,
     mut sealer: Sealer,
     activity: &Activity,
-) -> Result<(), RelayError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; MAX_RECORD_LEN];
-    let payload = HEADER_LEN + 1..HEADER_LEN + 1 + MAX_PAYLOAD_LEN;
+) -> Result<(), RelayError> {
+    let mut buf: Option<Vec<u8>> = None;
     loop {
+        if buf.is_none() {
+            if let Err(err) = plain.readable().await {
+                return Err(fail_plain(&mut tunnel, &mut sealer, err).await);
+            }
+        }
+        let record = buf.get_or_insert_with(|| Vec::with_capacity(MAX_RECORD_LEN));
+        record.clear();
+        record.resize(HEADER_LEN + 1, 0);
+        let read = match plain.try_read_buf(&mut (&mut *record).limit(MAX_PAYLOAD_LEN)) {
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                buf = None;
+                continue;
+            }
+            Err(err) => return Err(fail_plain(&mut tunnel, &mut sealer, err).await),
+        };
         if sealer.key_update_due() {
             tunnel
                 .write_all(&sealer.seal_key_update())
                 .await
                 .map_err(RelayError::Tunnel)?;
         }
-        let read = match plain.read(&mut buf[payload.clone()]).await {
-            Ok(read) => read,
-            Err(err) => {
-                // Tell the peer this is a failure, not an end of stream.
-                let _ = abort(&mut tunnel, &mut sealer, AbortReason::Other).await;
-                return Err(RelayError::Plain(err));
-            }
-        };
         if read == 0 {
-            let len = sealer.seal_in_place(RecordType::Close, &mut buf, 0)?;
-            tunnel
-                .write_all(&buf[..len])
-                .await
-                .map_err(RelayError::Tunnel)?;
+            let close = sealer.seal_to_vec(RecordType::Close, &[])?;
+            tunnel.write_all(&close).await.map_err(RelayError::Tunnel)?;
             tunnel.shutdown().await.map_err(RelayError::Tunnel)?;
             return Ok(());
         }
         activity.sent(read);
-        let len = sealer.seal_in_place(RecordType::Data, &mut buf, read)?;
+        record.resize(HEADER_LEN + 1 + read + TAG_LEN, 0);
+        let len = sealer.seal_in_place(RecordType::Data, record, read)?;
         tunnel
-            .write_all(&buf[..len])
+            .write_all(&record[..len])
             .await
             .map_err(RelayError::Tunnel)?;
     }
 }
 
+/// Tells the peer the plaintext side failed (so it is not taken for an end of
+/// stream) and returns the error to report.
+async fn fail_plain(
+    tunnel: &mut WriteHalf<'_>,
+    sealer: &mut Sealer,
+    err: std::io::Error,
+) -> RelayError {
+    let _ = abort(tunnel, sealer, AbortReason::Other).await;
+    RelayError::Plain(err)
+}
+
 /// Opens records and writes their payload out until the peer's `Close`.
-async fn tunnel_to_plain<R, W>(
-    mut tunnel: R,
-    mut plain: W,
+///
+/// Each record body gets a buffer of exactly its announced size, checked against
+/// the limit first, and released once the payload is written.
+async fn tunnel_to_plain(
+    mut tunnel: ReadHalf<'_>,
+    mut plain: WriteHalf<'_>,
     mut opener: Opener,
     activity: &Activity,
-) -> Result<(), RelayError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut body = vec![0u8; MAX_SEALED_LEN];
+) -> Result<(), RelayError> {
     loop {
         let mut header = [0u8; HEADER_LEN];
         read_exact_or_truncated(&mut tunnel, &mut header).await?;
         let len = parse_header(&header)?;
-        read_exact_or_truncated(&mut tunnel, &mut body[..len]).await?;
-        let (kind, range) = opener.open_in_place(&header, &mut body[..len])?;
+        let mut body = Vec::with_capacity(len);
+        while body.len() < len {
+            let want = len - body.len();
+            match tunnel.read_buf(&mut (&mut body).limit(want)).await {
+                Ok(0) => return Err(RecordError::Truncated.into()),
+                Ok(_) => {}
+                Err(err) => return Err(RelayError::Tunnel(err)),
+            }
+        }
+        let (kind, range) = opener.open_in_place(&header, &mut body)?;
         match kind {
             RecordType::Data => {
                 activity.received(range.len());
@@ -211,8 +236,8 @@ where
 
 /// Reads exactly `buf.len()` bytes; an end of stream anywhere reads as truncation,
 /// since a clean end is always announced by a `Close` record first.
-async fn read_exact_or_truncated<R: AsyncRead + Unpin>(
-    tunnel: &mut R,
+async fn read_exact_or_truncated(
+    tunnel: &mut ReadHalf<'_>,
     buf: &mut [u8],
 ) -> Result<(), RelayError> {
     match tunnel.read_exact(buf).await {
