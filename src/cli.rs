@@ -58,6 +58,12 @@ pub struct LocalArgs {
     #[arg(long, env = "TUNNEL_REMOTE_KEY", value_name = "FILE|FINGERPRINT")]
     pub remote_key: String,
 
+    /// Tunnels kept connected and handshaken ahead of clients, per forward, so a new
+    /// client needs no extra round trip; 0 dials on demand only.
+    #[arg(long, env = "TUNNEL_POOL", default_value_t = crate::config::DEFAULT_POOL_SIZE as u16,
+          value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub pool: u16,
+
     /// Shared options.
     #[command(flatten)]
     pub common: CommonArgs,

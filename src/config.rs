@@ -180,6 +180,8 @@ pub struct LocalConfig {
     pub remote_pin: Fingerprint,
     /// Ciphers we offer.
     pub ciphers: CipherPolicy,
+    /// Tunnels kept connected and handshaken ahead of clients, per forward.
+    pub pool: usize,
     /// Bounds and timeouts.
     pub limits: Limits,
 }
@@ -200,10 +202,15 @@ impl LocalConfig {
             key: Arc::new(keys::load_private_key(&args.key)?),
             remote_pin: keys::load_pin(&args.remote_key)?,
             ciphers: cipher_policy(&args.common)?,
+            pool: usize::from(args.pool),
             limits: limits(&args.common),
         })
     }
 }
+
+/// Default number of ready tunnels per forward: enough to hand out a burst of new
+/// clients without a round trip, few enough to be negligible for the remote.
+pub const DEFAULT_POOL_SIZE: usize = 4;
 
 /// Everything the remote role needs.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::config::{Forward, HostPort, Limits, LocalConfig, RemoteConfig};
+use crate::config::{DEFAULT_POOL_SIZE, Forward, HostPort, Limits, LocalConfig, RemoteConfig};
 use crate::crypto::{CipherPolicy, CipherSuite};
 use crate::error::Error;
 use crate::handshake::{self, local::LocalParams};
@@ -83,6 +83,7 @@ pub async fn run(bytes: u64) -> Result<(), Error> {
             key: local_key.clone(),
             remote_pin: remote_key.public_key().fingerprint(),
             ciphers: ciphers.clone(),
+            pool: DEFAULT_POOL_SIZE,
             limits: Limits::default(),
         })
         .await?;
@@ -137,11 +138,14 @@ async fn probe(
         .map_err(|err| Error::Demo(format!("handshake probe: {err}")))?;
     let took = started.elapsed();
 
-    let close = established
-        .sealer
-        .seal_to_vec(RecordType::Close, &[])
-        .map_err(|err| Error::Demo(err.to_string()))?;
-    io(stream.write_all(&close).await, "sending close")?;
+    // Open the tunnel (the remote then connects to the echo service) and close it
+    // again at once; the remote answers with its own close.
+    let mut records = Vec::new();
+    for kind in [RecordType::Data, RecordType::Close] {
+        let record = established.sealer.seal_to_vec(kind, &[]);
+        records.extend(record.map_err(|err| Error::Demo(err.to_string()))?);
+    }
+    io(stream.write_all(&records).await, "sending open and close")?;
     let mut header = [0u8; HEADER_LEN];
     io(
         stream.read_exact(&mut header).await,

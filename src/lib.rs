@@ -32,6 +32,7 @@ pub mod keys;
 pub mod local;
 pub mod logging;
 pub mod net;
+pub mod pool;
 pub mod record;
 pub mod relay;
 pub mod remote;

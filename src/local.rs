@@ -1,11 +1,10 @@
 //! The local role: accepts plaintext clients on each forward's listener, opens an
 //! encrypted tunnel to the remote for every client, and relays.
 //!
-//! Per connection: connect to the remote (name resolved now), run the initiator
-//! handshake under the handshake deadline, then hand both sockets to
-//! [`crate::relay`]. A client whose tunnel cannot be set up is reset, so it sees a
-//! failure at once instead of a silent close. The handshake steps belong to
-//! [`crate::handshake::local`].
+//! Per connection: take a tunnel to the remote from the forward's
+//! [`crate::pool`] (ready, or dialed and handshaken now), send the record that opens
+//! it, then hand both sockets to [`crate::relay`]. A client whose tunnel cannot be
+//! set up is reset, so it sees a failure at once instead of a silent close.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,8 +16,8 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Forward, LocalConfig};
 use crate::error::Error;
-use crate::handshake::{self, HandshakeError, local::LocalParams};
 use crate::net;
+use crate::pool::{self, TunnelPool};
 use crate::relay;
 use crate::shutdown::Shutdown;
 
@@ -62,24 +61,32 @@ impl Local {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             info!(listen = %addr, remote = %forward.remote, "local listening");
-            let config = self.config.clone();
-            let conn_shutdown = shutdown.clone();
+            let pool = TunnelPool::new(
+                forward.remote.clone(),
+                self.config.clone(),
+                self.config.pool,
+            );
+            pool.fill();
             let forward = Arc::new(forward);
-            servers.push(tokio::spawn(net::serve(
+            let conn_shutdown = shutdown.clone();
+            let config = self.config.clone();
+            let serve = net::serve(
                 listener,
                 limit.clone(),
                 shutdown.clone(),
                 move |client, peer| {
                     let span = info_span!("local", conn = net::next_connection_id(), %peer);
-                    handle(
+                    let task = handle(
                         client,
                         forward.clone(),
+                        pool.clone(),
                         config.clone(),
                         conn_shutdown.clone(),
-                    )
-                    .instrument(span)
+                    );
+                    task.instrument(span)
                 },
-            )));
+            );
+            servers.push(tokio::spawn(serve));
         }
         for server in servers {
             let _ = server.await;
@@ -88,50 +95,41 @@ impl Local {
     }
 }
 
-/// Carries one client connection through a new tunnel.
+/// Carries one client connection through a tunnel from the pool.
 async fn handle(
     mut client: TcpStream,
     forward: Arc<Forward>,
+    pool: Arc<TunnelPool>,
     config: Arc<LocalConfig>,
     shutdown: Shutdown,
 ) {
     let started = Instant::now();
-    let limits = &config.limits;
-    let mut tunnel = match net::connect(&forward.remote, limits.connect_timeout).await {
+    let mut tunnel = match pool.checkout().await {
         Ok(tunnel) => tunnel,
         Err(err) => {
-            warn!(remote = %forward.remote, error = %err, "cannot reach the remote");
+            warn!(remote = %forward.remote, error = %err, "cannot open a tunnel");
             let _ = client.set_zero_linger();
             return;
         }
     };
-
-    let params = LocalParams {
-        key: &config.key,
-        remote_pin: config.remote_pin,
-        ciphers: &config.ciphers,
-    };
-    let handshake = handshake::local::run(&mut tunnel, &params);
-    let outcome = tokio::time::timeout(limits.handshake_timeout, handshake).await;
-    let established =
-        match outcome.unwrap_or(Err(HandshakeError::Timeout(limits.handshake_timeout))) {
-            Ok(established) => established,
-            Err(err) => {
-                warn!(remote = %forward.remote, error = %err, "handshake failed");
-                let _ = client.set_zero_linger();
-                return;
-            }
-        };
+    if let Err(err) = pool::open(&mut tunnel).await {
+        warn!(remote = %forward.remote, error = %err, "tunnel failed before relaying");
+        let _ = client.set_zero_linger();
+        return;
+    }
     info!(
         remote = %forward.remote,
-        cipher = %established.suite,
-        handshake_ms = started.elapsed().as_millis() as u64,
+        cipher = %tunnel.established.suite,
+        resumed = tunnel.resumed,
+        setup_ms = tunnel.setup.as_secs_f64() * 1e3,
         "tunnel open"
     );
 
+    let limits = &config.limits;
+    let (mut stream, established) = (tunnel.stream, tunnel.established);
     let (stats, result) = relay::run(
         &mut client,
-        &mut tunnel,
+        &mut stream,
         established,
         limits.idle_timeout,
         shutdown.cut(),

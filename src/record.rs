@@ -170,6 +170,9 @@ pub enum RecordError {
     /// The TCP stream ended, or was reset, without a `Close` record.
     #[error("connection ended without a close record (truncated, or a forged FIN or RST)")]
     Truncated,
+    /// A tunnel's first record was not the empty `Data` record that opens it.
+    #[error("tunnel opened with a {0} record instead of an empty data record")]
+    UnexpectedFirst(String),
     /// A payload was too large to seal (a local bug).
     #[error("payload of {0} bytes exceeds the record limit")]
     PayloadTooLarge(usize),

@@ -95,6 +95,34 @@ pub async fn run(
     (activity.stats(), result)
 }
 
+/// Waits for the local side's first record on a fresh tunnel: an empty `Data`
+/// record opens it for relaying (`true`), a `Close` retires an unused pooled tunnel
+/// (`false`).
+///
+/// # Errors
+/// A [`RelayError`] for anything else: a record that fails to open, a record with
+/// payload, an end of stream or a socket error.
+pub async fn wait_for_open(
+    tunnel: &mut TcpStream,
+    opener: &mut Opener,
+) -> Result<bool, RelayError> {
+    let (mut read, _) = tunnel.split();
+    let mut header = [0u8; HEADER_LEN];
+    read_exact_or_truncated(&mut read, &mut header).await?;
+    let len = parse_header(&header)?;
+    let mut body = vec![0u8; len];
+    read_exact_or_truncated(&mut read, &mut body).await?;
+    match opener.open_in_place(&header, &mut body)? {
+        (RecordType::Data, range) if range.is_empty() => Ok(true),
+        (RecordType::Close, _) => Ok(false),
+        (RecordType::Abort, range) => {
+            let reason = body[range].first().copied().map(AbortReason::from_byte);
+            Err(RelayError::Aborted(reason.unwrap_or(AbortReason::Other)))
+        }
+        (kind, _) => Err(RecordError::UnexpectedFirst(format!("{kind:?}")).into()),
+    }
+}
+
 /// Logs the end of a relay: `info` for a clean close, an idle timeout or a shutdown
 /// cut, `warn` for anything else.
 pub fn log_outcome(stats: RelayStats, elapsed: Duration, result: &Result<(), RelayError>) {

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::RemoteConfig;
+use crate::config::{DEFAULT_IDLE_TIMEOUT, RemoteConfig};
 use crate::error::Error;
+use crate::handshake::resume::TicketStore;
 use crate::handshake::{self, HandshakeError, remote::RemoteParams};
 use crate::net;
 use crate::record::AbortReason;
@@ -28,6 +29,7 @@ use crate::shutdown::Shutdown;
 pub struct Remote {
     listener: TcpListener,
     config: Arc<RemoteConfig>,
+    tickets: Arc<TicketStore>,
 }
 
 impl Remote {
@@ -37,9 +39,11 @@ impl Remote {
     /// [`Error::Bind`] when the address cannot be bound.
     pub async fn bind(config: RemoteConfig) -> Result<Self, Error> {
         let listener = net::bind(config.listen).await?;
+        let tickets = Arc::new(TicketStore::new());
         Ok(Self {
             listener,
             config: Arc::new(config),
+            tickets,
         })
     }
 
@@ -66,6 +70,7 @@ impl Remote {
             "remote listening"
         );
         let config = self.config.clone();
+        let tickets = self.tickets.clone();
         let conn_shutdown = shutdown.clone();
         net::serve(
             self.listener,
@@ -73,7 +78,13 @@ impl Remote {
             shutdown.clone(),
             move |stream, peer| {
                 let span = info_span!("remote", conn = net::next_connection_id(), %peer);
-                handle(stream, config.clone(), conn_shutdown.clone()).instrument(span)
+                handle(
+                    stream,
+                    config.clone(),
+                    tickets.clone(),
+                    conn_shutdown.clone(),
+                )
+                .instrument(span)
             },
         )
         .await;
@@ -82,13 +93,19 @@ impl Remote {
 }
 
 /// Authenticates one tunnel and relays it to the target.
-async fn handle(mut tunnel: TcpStream, config: Arc<RemoteConfig>, shutdown: Shutdown) {
+async fn handle(
+    mut tunnel: TcpStream,
+    config: Arc<RemoteConfig>,
+    tickets: Arc<TicketStore>,
+    shutdown: Shutdown,
+) {
     let started = Instant::now();
     let limits = &config.limits;
     let params = RemoteParams {
         key: &config.key,
         authorized: &config.authorized,
         ciphers: &config.ciphers,
+        tickets: Some(&tickets),
     };
     let handshake = handshake::remote::run(&mut tunnel, &params);
     let outcome = tokio::time::timeout(limits.handshake_timeout, handshake).await;
@@ -100,6 +117,37 @@ async fn handle(mut tunnel: TcpStream, config: Arc<RemoteConfig>, shutdown: Shut
                 return;
             }
         };
+    let handshake_ms = started.elapsed().as_secs_f64() * 1e3;
+    let resumed = established.ticket.is_none();
+    if let Some(ticket) = established.ticket.take() {
+        tickets.insert(ticket);
+    }
+
+    // A pooled tunnel may wait here until the local side hands it a client.
+    let wait = limits.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+    let opened = tokio::select! {
+        opened = tokio::time::timeout(wait, relay::wait_for_open(&mut tunnel, &mut established.opener)) => opened,
+        () = shutdown.stopping() => {
+            let reason = AbortReason::ShuttingDown;
+            let _ = relay::abort(&mut tunnel, &mut established.sealer, reason).await;
+            return;
+        }
+    };
+    match opened {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            debug!(resumed, "unused tunnel retired by the local side");
+            return;
+        }
+        Ok(Err(err)) => {
+            warn!(error = %err, "tunnel failed before relaying");
+            return;
+        }
+        Err(_) => {
+            info!(waited = ?wait, "unused tunnel closed as idle");
+            return;
+        }
+    }
 
     let mut target = match net::connect(&config.target, limits.connect_timeout).await {
         Ok(target) => target,
@@ -113,8 +161,9 @@ async fn handle(mut tunnel: TcpStream, config: Arc<RemoteConfig>, shutdown: Shut
     info!(
         local_key = %established.peer,
         cipher = %established.suite,
+        resumed,
         target = %config.target,
-        handshake_ms = started.elapsed().as_millis() as u64,
+        handshake_ms,
         "tunnel open"
     );
 

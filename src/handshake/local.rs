@@ -10,12 +10,10 @@ use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 
 use super::{
     CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FLAG_AES_HARDWARE, FrameType, HandshakeError,
-    Reader, Transcript, frame, preface, push_u16_prefixed, read_frame, read_preface,
-    traffic_secrets,
+    Reader, Transcript, frame, key_schedule, preface, push_u16_prefixed, read_frame, read_preface,
 };
 use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
 use crate::keys::{Fingerprint, PrivateKey, PublicKey};
-use crate::record::{Opener, Sealer};
 
 /// What the local side brings to a handshake.
 pub struct LocalParams<'a> {
@@ -103,11 +101,6 @@ where
     stream.write_all(&local_auth).await?;
     stream.flush().await?;
 
-    let (to_remote, to_local) = traffic_secrets(&shared, &transcript);
-    Ok(Established {
-        suite,
-        peer: got,
-        sealer: Sealer::new(suite, to_remote),
-        opener: Opener::new(suite, to_local),
-    })
+    let schedule = key_schedule(shared.as_bytes(), &transcript);
+    Ok(schedule.establish(suite, got, true, true))
 }

@@ -49,6 +49,7 @@
 
 pub mod local;
 pub mod remote;
+pub mod resume;
 
 use std::time::Duration;
 
@@ -60,6 +61,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{CipherSuite, list_names};
 use crate::keys::{Fingerprint, KeyError};
 use crate::record::{Opener, Sealer};
+use resume::{TICKET_ID_LEN, Ticket};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -83,6 +85,8 @@ const CONTEXT_REMOTE: &[u8] = b"tunnel v1 remote auth\0";
 const CONTEXT_LOCAL: &[u8] = b"tunnel v1 local auth\0";
 const LABEL_LOCAL_TO_REMOTE: &[u8] = b"tunnel v1 local to remote";
 const LABEL_REMOTE_TO_LOCAL: &[u8] = b"tunnel v1 remote to local";
+const LABEL_RESUMPTION: &[u8] = b"tunnel v1 resumption";
+const LABEL_TICKET_ID: &[u8] = b"tunnel v1 ticket id";
 
 /// Handshake message types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,10 @@ pub(crate) enum FrameType {
     RemoteHello = 2,
     RemoteAuth = 3,
     LocalAuth = 4,
+    ResumeHello = 5,
+    ResumeAccept = 6,
+    RemoteFinished = 7,
+    LocalFinished = 8,
     Alert = 0x7f,
 }
 
@@ -101,6 +109,10 @@ impl FrameType {
             2 => FrameType::RemoteHello,
             3 => FrameType::RemoteAuth,
             4 => FrameType::LocalAuth,
+            5 => FrameType::ResumeHello,
+            6 => FrameType::ResumeAccept,
+            7 => FrameType::RemoteFinished,
+            8 => FrameType::LocalFinished,
             0x7f => FrameType::Alert,
             _ => return None,
         })
@@ -116,6 +128,8 @@ pub(crate) enum AlertCode {
     NoCommonCipher = 2,
     /// No detail: the local key is not authorized or its signature failed.
     AuthenticationFailed = 3,
+    /// No detail: the resumption ticket is unknown or expired; do a full handshake.
+    UnknownTicket = 4,
 }
 
 /// Why a handshake failed.
@@ -185,6 +199,15 @@ pub enum HandshakeError {
     /// The peer's X25519 share produced an all-zero secret.
     #[error("peer sent a degenerate X25519 key share")]
     WeakKeyShare,
+    /// The remote does not know (or no longer keeps) the resumption ticket offered.
+    #[error("remote does not know our resumption ticket (restarted, or the ticket expired)")]
+    UnknownTicket,
+    /// A resumed handshake's proof of the shared ticket secret did not verify.
+    #[error("{signer} proof in the resumed handshake did not verify (tampered in transit?)")]
+    BadFinished {
+        /// Which side's proof failed: "remote" or "local".
+        signer: &'static str,
+    },
     /// The remote refused the authentication; its log says which check failed.
     #[error(
         "remote refused our key or signature; ask its operator to add our key's fingerprint \
@@ -204,6 +227,8 @@ pub struct Established {
     pub sealer: Sealer,
     /// Opens records we receive.
     pub opener: Opener,
+    /// A ticket for resuming later without RSA; issued by full handshakes only.
+    pub ticket: Option<Ticket>,
 }
 
 /// Running SHA-256 over every handshake byte sent or received, in order.
@@ -286,6 +311,15 @@ async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     expected: FrameType,
 ) -> Result<Vec<u8>, HandshakeError> {
+    Ok(read_frame_of(stream, &[expected]).await?.1)
+}
+
+/// Reads one frame whose type is one of `expected`, returning the type and the full
+/// bytes. An Alert from the peer becomes the matching error.
+async fn read_frame_of<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    expected: &[FrameType],
+) -> Result<(FrameType, Vec<u8>), HandshakeError> {
     let mut header = [0u8; 3];
     stream.read_exact(&mut header).await?;
     let len = u16::from_be_bytes([header[1], header[2]]) as usize;
@@ -298,7 +332,7 @@ async fn read_frame<S: AsyncRead + Unpin>(
     bytes[..3].copy_from_slice(&header);
     stream.read_exact(&mut bytes[3..]).await?;
     match FrameType::from_byte(header[0]) {
-        Some(kind) if kind == expected => Ok(bytes),
+        Some(kind) if expected.contains(&kind) => Ok((kind, bytes)),
         Some(FrameType::Alert) => Err(alert_error(&bytes[3..])),
         _ => Err(HandshakeError::Malformed(format!(
             "expected {expected:?}, got message type {}",
@@ -334,6 +368,7 @@ fn alert_error(body: &[u8]) -> HandshakeError {
                 remote: remote.collect(),
             }
         }
+        Some(code) if code == AlertCode::UnknownTicket as u8 => HandshakeError::UnknownTicket,
         _ => HandshakeError::RefusedByRemote,
     }
 }
@@ -391,19 +426,58 @@ fn push_u16_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// Derives the two traffic secrets: (local to remote, remote to local).
-fn traffic_secrets(
-    shared: &x25519_dalek::SharedSecret,
-    transcript: &Transcript,
-) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
-    let hkdf = Hkdf::<Sha256>::new(Some(&transcript.hash()), shared.as_bytes());
-    let mut to_remote = Zeroizing::new([0u8; 32]);
-    let mut to_local = Zeroizing::new([0u8; 32]);
-    hkdf.expand(LABEL_LOCAL_TO_REMOTE, to_remote.as_mut())
-        .expect("32 bytes is valid");
-    hkdf.expand(LABEL_REMOTE_TO_LOCAL, to_local.as_mut())
-        .expect("32 bytes is valid");
-    (to_remote, to_local)
+/// Everything the key schedule yields at the end of a handshake.
+struct Schedule {
+    to_remote: Zeroizing<[u8; 32]>,
+    to_local: Zeroizing<[u8; 32]>,
+    resumption: Zeroizing<[u8; 32]>,
+    ticket_id: [u8; TICKET_ID_LEN],
+}
+
+/// Runs the key schedule over `ikm` (the X25519 shared secret for a full handshake,
+/// the ticket-bound handshake secret for a resumed one) and the final transcript.
+fn key_schedule(ikm: &[u8], transcript: &Transcript) -> Schedule {
+    let hkdf = Hkdf::<Sha256>::new(Some(&transcript.hash()), ikm);
+    let expand = |label: &[u8], out: &mut [u8]| {
+        hkdf.expand(label, out)
+            .expect("32 bytes or fewer is a valid HKDF output length");
+    };
+    let mut schedule = Schedule {
+        to_remote: Zeroizing::new([0u8; 32]),
+        to_local: Zeroizing::new([0u8; 32]),
+        resumption: Zeroizing::new([0u8; 32]),
+        ticket_id: [0u8; TICKET_ID_LEN],
+    };
+    expand(LABEL_LOCAL_TO_REMOTE, schedule.to_remote.as_mut());
+    expand(LABEL_REMOTE_TO_LOCAL, schedule.to_local.as_mut());
+    expand(LABEL_RESUMPTION, schedule.resumption.as_mut());
+    expand(LABEL_TICKET_ID, &mut schedule.ticket_id);
+    schedule
+}
+
+impl Schedule {
+    /// The record-layer state for one side, and the ticket when `issue` is set.
+    fn establish(
+        self,
+        suite: CipherSuite,
+        peer: Fingerprint,
+        we_are_local: bool,
+        issue: bool,
+    ) -> Established {
+        let (ours, theirs) = if we_are_local {
+            (self.to_remote, self.to_local)
+        } else {
+            (self.to_local, self.to_remote)
+        };
+        let ticket = issue.then(|| Ticket::new(self.ticket_id, self.resumption, peer));
+        Established {
+            suite,
+            peer,
+            sealer: Sealer::new(suite, ours),
+            opener: Opener::new(suite, theirs),
+            ticket,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,14 +9,14 @@
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 
+use super::resume::{self, TicketStore};
 use super::{
     AlertCode, CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FLAG_AES_HARDWARE, FrameType,
-    HandshakeError, MAX_OFFERED_SUITES, PROTOCOL_VERSION, Reader, Transcript, frame, preface,
-    push_u16_prefixed, read_frame, read_preface, send_alert, traffic_secrets,
+    HandshakeError, MAX_OFFERED_SUITES, PROTOCOL_VERSION, Reader, Transcript, frame, key_schedule,
+    preface, push_u16_prefixed, read_frame, read_frame_of, read_preface, send_alert,
 };
 use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
 use crate::keys::{AuthorizedKeys, Fingerprint, PrivateKey, PublicKey};
-use crate::record::{Opener, Sealer};
 
 /// What the remote side brings to a handshake.
 pub struct RemoteParams<'a> {
@@ -26,6 +26,8 @@ pub struct RemoteParams<'a> {
     pub authorized: &'a AuthorizedKeys,
     /// The ciphers we allow.
     pub ciphers: &'a CipherPolicy,
+    /// Tickets from earlier full handshakes, for resumed ones; `None` refuses to resume.
+    pub tickets: Option<&'a TicketStore>,
 }
 
 /// Runs the responder's side of the handshake over `stream`.
@@ -50,8 +52,17 @@ where
         Err(err) => return Err(err),
     };
     transcript.add(&local_preface);
-    let hello = read_frame(stream, FrameType::LocalHello).await?;
+    let expected = [FrameType::LocalHello, FrameType::ResumeHello];
+    let (kind, hello) = read_frame_of(stream, &expected).await?;
     transcript.add(&hello);
+    if kind == FrameType::ResumeHello {
+        let Some(tickets) = params.tickets else {
+            let _ = stream.write_all(&preface()).await;
+            send_alert(stream, AlertCode::UnknownTicket, &[]).await;
+            return Err(HandshakeError::UnknownTicket);
+        };
+        return resume::remote(stream, transcript, &hello, params.ciphers, tickets).await;
+    }
 
     let mut reader = Reader::new(&hello[3..], "LocalHello");
     let local_share = KeyShare::from(reader.array32()?);
@@ -122,13 +133,8 @@ where
     if !shared.was_contributory() {
         return Err(HandshakeError::WeakKeyShare);
     }
-    let (to_remote, to_local) = traffic_secrets(&shared, &transcript);
-    Ok(Established {
-        suite,
-        peer: fingerprint,
-        sealer: Sealer::new(suite, to_local),
-        opener: Opener::new(suite, to_remote),
-    })
+    let schedule = key_schedule(shared.as_bytes(), &transcript);
+    Ok(schedule.establish(suite, fingerprint, false, true))
 }
 
 /// Sends our preface and an Alert, for failures detected before RemoteHello.

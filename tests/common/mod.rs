@@ -18,7 +18,9 @@ use tunnel::shutdown::Shutdown;
 
 /// Path of a file under tests/fixtures.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Loads a test-only private key by short name: "local", "remote" or "stranger".
@@ -85,6 +87,7 @@ pub fn local_config(remote: SocketAddr) -> LocalConfig {
         key: key("local"),
         remote_pin: fingerprint("remote"),
         ciphers: CipherPolicy::default(),
+        pool: tunnel::config::DEFAULT_POOL_SIZE,
         limits: Limits::default(),
     }
 }
@@ -118,7 +121,11 @@ pub async fn spawn_remote(config: RemoteConfig) -> Running {
     let addr = remote.local_addr().unwrap();
     let shutdown = Shutdown::new();
     let task = tokio::spawn(remote.run(shutdown.clone()));
-    Running { addr, shutdown, task }
+    Running {
+        addr,
+        shutdown,
+        task,
+    }
 }
 
 /// Starts a local role; `addr` is its first forward's listener.
@@ -127,7 +134,11 @@ pub async fn spawn_local(config: LocalConfig) -> Running {
     let addr = local.local_addrs()[0];
     let shutdown = Shutdown::new();
     let task = tokio::spawn(local.run(shutdown.clone()));
-    Running { addr, shutdown, task }
+    Running {
+        addr,
+        shutdown,
+        task,
+    }
 }
 
 /// An echo target, a remote in front of it and a local in front of that, all with
@@ -141,7 +152,10 @@ pub async fn spawn_tunnel() -> (Running, Running, SocketAddr) {
 
 /// `addr` as a `HostPort`.
 pub fn host_port(addr: SocketAddr) -> HostPort {
-    HostPort { host: addr.ip().to_string(), port: addr.port() }
+    HostPort {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    }
 }
 
 /// Upper bound for anything in a test that should happen "promptly".

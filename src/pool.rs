@@ -1,0 +1,254 @@
+//! Tunnel setup for the local role: a small pool of tunnels already connected and
+//! handshaken, and the resumption ticket that makes new ones cheap.
+//!
+//! The first tunnel to a remote pays for a full RSA handshake; it leaves a ticket
+//! ([`crate::handshake::resume`]) with which later tunnels do a resumed handshake: a
+//! fresh X25519 exchange, no RSA. The pool keeps a few such tunnels ready, so a new
+//! client is carried at once without waiting for a TCP connect and a handshake
+//! round trip. A tunnel handed out is replaced in the background. Pooled tunnels
+//! older than [`POOL_MAX_AGE`] or closed by the remote are retired, not used.
+//!
+//! The pool does not relay; [`crate::local`] takes a tunnel from it and hands it to
+//! [`crate::relay`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, warn};
+
+use crate::config::{HostPort, LocalConfig};
+use crate::handshake::resume::{self, Ticket};
+use crate::handshake::{self, Established, HandshakeError, local::LocalParams};
+use crate::net;
+use crate::record::RecordType;
+
+/// Oldest a pooled tunnel may be when handed out; older ones are closed and
+/// replaced, so the remote never holds an unused tunnel for long.
+pub const POOL_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Pause after a failed background dial before the slot may be refilled again.
+const REFILL_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why a tunnel could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The TCP connection to the remote failed.
+    #[error("cannot reach the remote: {0}")]
+    Connect(std::io::Error),
+    /// The handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+}
+
+/// A tunnel ready to carry one client: the socket and its record-layer state.
+pub struct Tunnel {
+    /// The TCP connection to the remote.
+    pub stream: TcpStream,
+    /// Cipher, peer and record state from the handshake.
+    pub established: Established,
+    /// Whether the handshake was a resumed one.
+    pub resumed: bool,
+    /// How long the setup took (connect and handshake).
+    pub setup: Duration,
+}
+
+/// Ready tunnels to one remote.
+pub struct TunnelPool {
+    remote: HostPort,
+    config: Arc<LocalConfig>,
+    size: usize,
+    ticket: Mutex<Option<Ticket>>,
+    ready: Mutex<VecDeque<(Tunnel, Instant)>>,
+    dialing: AtomicUsize,
+}
+
+impl TunnelPool {
+    /// A pool of `size` ready tunnels to `remote` (0: dial on demand only). Nothing
+    /// is dialed until [`TunnelPool::fill`] or the first checkout.
+    pub fn new(remote: HostPort, config: Arc<LocalConfig>, size: usize) -> Arc<Self> {
+        Arc::new(Self {
+            remote,
+            config,
+            size,
+            ticket: Mutex::new(None),
+            ready: Mutex::new(VecDeque::new()),
+            dialing: AtomicUsize::new(0),
+        })
+    }
+
+    /// Starts dialing until the pool holds its size in ready tunnels.
+    pub fn fill(self: &Arc<Self>) {
+        loop {
+            let ready = self
+                .ready
+                .lock()
+                .expect("pool lock is never poisoned")
+                .len();
+            let dialing = self.dialing.load(Ordering::Acquire);
+            // Until a ticket exists, one full handshake at a time: the others resume.
+            let has_ticket = self.ticket.lock().expect("ticket lock is never poisoned").is_some();
+            if ready + dialing >= self.size || (!has_ticket && dialing > 0) {
+                return;
+            }
+            self.dialing.fetch_add(1, Ordering::AcqRel);
+            let pool = self.clone();
+            let span = tracing::info_span!("pool", remote = %self.remote);
+            tokio::spawn(
+                async move {
+                    match pool.dial().await {
+                        Ok(tunnel) => {
+                            let mut ready = pool.ready.lock().expect("pool lock is never poisoned");
+                            ready.push_back((tunnel, Instant::now()));
+                            drop(ready);
+                            pool.dialing.fetch_sub(1, Ordering::AcqRel);
+                            pool.fill();
+                            return;
+                        }
+                        Err(err) => {
+                            warn!(error = %err, "cannot prepare a tunnel");
+                            tokio::time::sleep(REFILL_BACKOFF).await;
+                        }
+                    }
+                    pool.dialing.fetch_sub(1, Ordering::AcqRel);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// A tunnel for a new client: a pooled one if a live one is ready, otherwise one
+    /// dialed now. Either way the pool is topped up in the background.
+    ///
+    /// # Errors
+    /// [`SetupError`] when no pooled tunnel is ready and dialing fails.
+    pub async fn checkout(self: &Arc<Self>) -> Result<Tunnel, SetupError> {
+        let pooled = loop {
+            let next = self
+                .ready
+                .lock()
+                .expect("pool lock is never poisoned")
+                .pop_front();
+            let Some((tunnel, since)) = next else {
+                break None;
+            };
+            if since.elapsed() < POOL_MAX_AGE && is_idle_and_open(&tunnel.stream) {
+                break Some(tunnel);
+            }
+            tokio::spawn(retire(tunnel));
+        };
+        self.fill();
+        match pooled {
+            Some(tunnel) => Ok(tunnel),
+            None => self.dial().await,
+        }
+    }
+
+    /// Connects and handshakes: resumed when a fresh ticket is at hand, full
+    /// otherwise (and when the remote no longer knows the ticket).
+    async fn dial(&self) -> Result<Tunnel, SetupError> {
+        let started = Instant::now();
+        let limits = &self.config.limits;
+        let ticket = self
+            .ticket
+            .lock()
+            .expect("ticket lock is never poisoned")
+            .clone();
+        if let Some(ticket) = ticket.filter(Ticket::is_fresh) {
+            let mut stream = self.connect().await?;
+            let attempt = resume::local(&mut stream, &ticket, &self.config.ciphers);
+            match deadline(limits.handshake_timeout, attempt).await {
+                Ok(established) => {
+                    let setup = started.elapsed();
+                    return Ok(Tunnel {
+                        stream,
+                        established,
+                        resumed: true,
+                        setup,
+                    });
+                }
+                Err(HandshakeError::UnknownTicket) => {
+                    debug!("remote forgot our ticket; doing a full handshake");
+                    self.ticket
+                        .lock()
+                        .expect("ticket lock is never poisoned")
+                        .take();
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+
+        let mut stream = self.connect().await?;
+        let params = LocalParams {
+            key: &self.config.key,
+            remote_pin: self.config.remote_pin,
+            ciphers: &self.config.ciphers,
+        };
+        let attempt = handshake::local::run(&mut stream, &params);
+        let mut established = deadline(limits.handshake_timeout, attempt).await?;
+        if let Some(ticket) = established.ticket.take() {
+            *self.ticket.lock().expect("ticket lock is never poisoned") = Some(ticket);
+        }
+        let setup = started.elapsed();
+        Ok(Tunnel {
+            stream,
+            established,
+            resumed: false,
+            setup,
+        })
+    }
+
+    async fn connect(&self) -> Result<TcpStream, SetupError> {
+        net::connect(&self.remote, self.config.limits.connect_timeout)
+            .await
+            .map_err(SetupError::Connect)
+    }
+}
+
+/// Sends the record that starts relaying on a tunnel (an empty `Data` record); the
+/// remote connects to its target only once it reads it.
+///
+/// # Errors
+/// The socket error if it cannot be written.
+pub async fn open(tunnel: &mut Tunnel) -> std::io::Result<()> {
+    let record = tunnel
+        .established
+        .sealer
+        .seal_to_vec(RecordType::Data, &[])
+        .expect("an empty payload always fits a record");
+    tunnel.stream.write_all(&record).await
+}
+
+/// Closes an unused pooled tunnel with a `Close` record, so the remote retires it
+/// without touching its target.
+async fn retire(mut tunnel: Tunnel) {
+    if let Ok(record) = tunnel
+        .established
+        .sealer
+        .seal_to_vec(RecordType::Close, &[])
+    {
+        let _ = tunnel.stream.write_all(&record).await;
+        let _ = tunnel.stream.shutdown().await;
+    }
+}
+
+/// Whether a pooled socket is still open and has nothing to read: before it is
+/// used the remote sends nothing, so readable data or an end of stream means the
+/// remote gave up on it.
+fn is_idle_and_open(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+async fn deadline<T>(
+    limit: Duration,
+    attempt: impl Future<Output = Result<T, HandshakeError>>,
+) -> Result<T, HandshakeError> {
+    tokio::time::timeout(limit, attempt)
+        .await
+        .unwrap_or(Err(HandshakeError::Timeout(limit)))
+}
