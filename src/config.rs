@@ -103,6 +103,14 @@ impl Forward {
             spec: spec.into(),
             reason,
         };
+        if spec.matches('[').count() != spec.matches(']').count() {
+            return Err(error("unmatched bracket".into()));
+        }
+        if !spec.contains('[') && spec.matches(':').count() > 3 {
+            return Err(error(
+                "put IPv6 addresses in brackets, e.g. [::1]:8080".into(),
+            ));
+        }
         let (front, remote_port) = spec
             .rsplit_once(':')
             .ok_or_else(|| error("too few parts".into()))?;
@@ -352,7 +360,7 @@ mod tests {
             ("8080::9000", "host is empty"),
             ("8080:::1:9000", "brackets"),
             ("nothost:8080:remote:9000", "bind address"),
-            ("8080:[::1:9000", "too few parts"),
+            ("8080:[::1:9000", "unmatched bracket"),
         ] {
             let err = Forward::parse(spec).unwrap_err().to_string();
             assert!(err.contains(needle), "{spec}: {err}");

@@ -37,6 +37,9 @@ use zeroize::Zeroizing;
 use crate::crypto::CipherSuite;
 use crate::crypto::aead::{AeadKey, KEY_LEN, TAG_LEN};
 
+/// First byte of a handshake Alert frame, recognised where a record was expected.
+const ALERT_FRAME_TYPE: u8 = 0x7f;
+
 /// Bytes of clear header in front of each record.
 pub const HEADER_LEN: usize = 4;
 
@@ -170,6 +173,12 @@ pub enum RecordError {
     /// The TCP stream ended, or was reset, without a `Close` record.
     #[error("connection ended without a close record (truncated, or a forged FIN or RST)")]
     Truncated,
+    /// The peer answered with a handshake Alert instead of records: it refused our
+    /// key or signature after the handshake had seemed complete.
+    #[error(
+        "remote refused our authentication; ask its operator to check its log and authorized keys"
+    )]
+    Refused,
     /// A tunnel's first record was not the empty `Data` record that opens it.
     #[error("tunnel opened with a {0} record instead of an empty data record")]
     UnexpectedFirst(String),
@@ -323,6 +332,12 @@ impl Opener {
 /// # Errors
 /// [`RecordError::Oversize`] or [`RecordError::Undersize`].
 pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<usize, RecordError> {
+    // A handshake Alert frame (type 0x7f) where a record should be: the remote
+    // refused our authentication after we had sent it. No valid header starts so,
+    // since record lengths stay far below 2^24.
+    if header[0] == ALERT_FRAME_TYPE {
+        return Err(RecordError::Refused);
+    }
     let len = u32::from_be_bytes(*header) as usize;
     if len > MAX_SEALED_LEN {
         return Err(RecordError::Oversize { len });

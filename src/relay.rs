@@ -168,10 +168,10 @@ async fn plain_to_tunnel(
 ) -> Result<(), RelayError> {
     let mut buf: Option<Vec<u8>> = None;
     loop {
-        if buf.is_none() {
-            if let Err(err) = plain.readable().await {
-                return Err(fail_plain(&mut tunnel, &mut sealer, err).await);
-            }
+        if buf.is_none()
+            && let Err(err) = plain.readable().await
+        {
+            return Err(fail_plain(&mut tunnel, &mut sealer, err).await);
         }
         let record = buf.get_or_insert_with(|| Vec::with_capacity(MAX_RECORD_LEN));
         record.clear();

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: test keys, an echo target, and both
 //! roles started in-process on free loopback ports.
 #![allow(dead_code)] // each test file uses a different subset of these helpers
+#![allow(unreachable_pub)] // `pub` here is how the test crates that include this module see it
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
