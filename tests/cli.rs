@@ -1,0 +1,860 @@
+//! Tests of the `tunnel` binary as a user runs it: exit codes and one-line error
+//! messages for bad settings, `keygen` and `fingerprint` (checked against openssl),
+//! `demo`, and the literal `tunnel local --forward 8080:remote:9000` / `tunnel remote`
+//! pair configured through the environment inside a network namespace of its own.
+//!
+//! Traffic through in-process roles is covered in `tunnel.rs`; this file only runs
+//! the built executable, each process with a deadline and killed by its PID.
+
+// The helpers in common/ are `pub` for every test crate's use; a test crate exports
+// nothing, so this lint's advice does not apply.
+#![allow(unreachable_pub)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{PROMPT, fixture};
+
+/// Deadline for a command that should fail or finish at once.
+const QUICK: Duration = Duration::from_secs(10);
+
+/// Deadline for `tunnel demo` with 8 MiB per cipher (about 1 s here).
+const DEMO_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Bytes the demo pushes each way per cipher.
+const DEMO_BYTES: &str = "8388608";
+
+/// A well-formed fingerprint no test key has.
+const UNKNOWN_PIN: &str = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+// ---------------------------------------------------------------------------
+// Settings errors: exit 3 (clap usage: 2) and one "error: ..." line.
+
+#[test]
+fn missing_key_file_is_named() {
+    let missing = "/nonexistent-tunnel-test-dir/missing.pem";
+    let out = run(local_with_key(missing), QUICK);
+    assert_config_error(&out, &[missing, "No such file"]);
+}
+
+#[test]
+fn public_key_given_as_private_key_is_named() {
+    let public = fixture("test-only-local.pub.pem");
+    let out = run(local_with_key(path_str(&public)), QUICK);
+    assert_config_error(&out, &[path_str(&public), "this is a public key"]);
+}
+
+#[test]
+fn encrypted_private_keys_are_refused() {
+    let dir = TempDir::new("encrypted");
+    let pkcs8 = dir.path("enc-pkcs8.pem");
+    let pkcs1 = dir.path("enc-pkcs1.pem");
+    let gen_pkcs8 = [
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+    ];
+    openssl(
+        &[
+            &gen_pkcs8[..],
+            &["-aes256", "-pass", "pass:x", "-out", path_str(&pkcs8)],
+        ]
+        .concat(),
+    );
+    let gen_pkcs1 = ["genrsa", "-traditional", "-aes256", "-passout", "pass:x"];
+    openssl(&[&gen_pkcs1[..], &["-out", path_str(&pkcs1), "2048"]].concat());
+    assert!(read_text(&pkcs8).starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    assert!(read_text(&pkcs1).contains("Proc-Type: 4,ENCRYPTED"));
+
+    for key in [&pkcs8, &pkcs1] {
+        let out = run(local_with_key(path_str(key)), QUICK);
+        assert_config_error(&out, &[path_str(key), "encrypted with a passphrase"]);
+    }
+}
+
+#[test]
+fn too_small_key_is_refused() {
+    let small = fixture("test-only-small.pem");
+    let out = run(local_with_key(path_str(&small)), QUICK);
+    assert_config_error(&out, &[path_str(&small), "bits", "2048"]);
+}
+
+#[test]
+fn non_rsa_key_is_refused() {
+    let ed25519 = fixture("test-only-ed25519.pem");
+    let out = run(local_with_key(path_str(&ed25519)), QUICK);
+    assert_config_error(&out, &[path_str(&ed25519), "not an RSA key"]);
+}
+
+#[test]
+fn bad_forward_rule_is_named() {
+    let mut cmd = tunnel(&[
+        "local",
+        "--forward",
+        "8080:remote",
+        "--remote-key",
+        UNKNOWN_PIN,
+    ]);
+    cmd.arg("--key").arg(fixture("test-only-local.pem"));
+    let out = run(cmd, QUICK);
+    assert_config_error(&out, &["--forward", "\"8080:remote\"", "remote port"]);
+}
+
+#[test]
+fn bad_remote_key_fingerprint_is_named() {
+    let mut cmd = tunnel(&[
+        "local",
+        "--forward",
+        "0:127.0.0.1:9",
+        "--remote-key",
+        "SHA256:short",
+    ]);
+    cmd.arg("--key").arg(fixture("test-only-local.pem"));
+    let out = run(cmd, QUICK);
+    assert_config_error(&out, &["\"SHA256:short\"", "is not a key fingerprint"]);
+}
+
+#[test]
+fn remote_port_in_use_exits_promptly() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    let out = run(remote_on(&addr, "127.0.0.1:9"), QUICK);
+    assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+    assert_config_error(&out, &[&format!("cannot listen on {addr}"), "in use"]);
+}
+
+#[test]
+fn local_port_in_use_exits_promptly() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let started = Instant::now();
+    let out = run(local_forward(&format!("{port}:127.0.0.1:9")), QUICK);
+    assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+    assert_config_error(
+        &out,
+        &[&format!("cannot listen on 127.0.0.1:{port}"), "in use"],
+    );
+}
+
+#[test]
+fn missing_authorized_keys_file_is_named() {
+    let missing = "/nonexistent-tunnel-test-dir/authorized";
+    let mut cmd = tunnel(&[
+        "remote",
+        "--listen",
+        "127.0.0.1:0",
+        "--target",
+        "127.0.0.1:9",
+    ]);
+    cmd.arg("--key").arg(fixture("test-only-remote.pem"));
+    cmd.args(["--authorized-keys", missing]);
+    assert_config_error(&run(cmd, QUICK), &[missing]);
+}
+
+#[test]
+fn missing_required_options_are_usage_errors() {
+    let out = run(tunnel(&["local"]), QUICK);
+    assert_usage_error(&out, &["--forward", "--key", "--remote-key"]);
+    let out = run(tunnel(&["remote"]), QUICK);
+    assert_usage_error(&out, &["--target", "--key", "--authorized-keys"]);
+}
+
+#[test]
+fn unknown_cipher_is_a_usage_error() {
+    let mut cmd = remote_on("127.0.0.1:0", "127.0.0.1:9");
+    cmd.args(["--ciphers", "rot13"]);
+    assert_usage_error(
+        &run(cmd, QUICK),
+        &["'rot13'", "--ciphers", "chacha20-poly1305"],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// keygen and fingerprint.
+
+#[test]
+fn keygen_writes_a_pair_that_openssl_reads() {
+    let dir = TempDir::new("keygen");
+    let private = dir.path("id.pem");
+    let public = dir.path("id.pem.pub");
+    let out = run(keygen(&private, &["--bits", "2048"]), QUICK);
+    assert_success(&out);
+    assert_eq!(mode_of(&private), "600", "private key mode");
+    assert!(read_text(&private).starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(read_text(&public).starts_with("-----BEGIN PUBLIC KEY-----"));
+    let printed = stdout_line_value(&out, "fingerprint:");
+
+    // openssl reads the private key and derives the same public key as the file's.
+    let derived = openssl(&[
+        "pkey",
+        "-in",
+        path_str(&private),
+        "-pubout",
+        "-outform",
+        "DER",
+    ]);
+    let written = openssl(&[
+        "pkey",
+        "-pubin",
+        "-in",
+        path_str(&public),
+        "-outform",
+        "DER",
+    ]);
+    assert!(
+        derived == written,
+        "the .pub file holds another key than the private one"
+    );
+    let listed = fingerprints(&[&private, &public]);
+    assert_eq!(listed, vec![printed.clone(), printed.clone()]);
+    assert_eq!(printed, openssl_fingerprint(&public));
+}
+
+#[test]
+fn keygen_writes_both_files_with_unix_line_endings() {
+    let dir = TempDir::new("keygen-lf");
+    let private = dir.path("id.pem");
+    assert_success(&run(keygen(&private, &["--bits", "2048"]), QUICK));
+    for path in [private.clone(), dir.path("id.pem.pub")] {
+        let text = read_text(&path);
+        assert!(
+            !text.contains('\r'),
+            "{} has CRLF line endings: {text:?}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_without_force() {
+    let dir = TempDir::new("keygen-force");
+    let private = dir.path("id.pem");
+    let public = dir.path("id.pem.pub");
+    assert_success(&run(keygen(&private, &["--bits", "2048"]), QUICK));
+    let before = (read_text(&private), read_text(&public));
+
+    let out = run(keygen(&private, &["--bits", "2048"]), QUICK);
+    assert_config_error(&out, &[path_str(&private), "file exists", "--force"]);
+    let after = (read_text(&private), read_text(&public));
+    assert!(before == after, "a refused keygen changed the files");
+
+    let out = run(keygen(&private, &["--bits", "2048", "--force"]), QUICK);
+    assert_success(&out);
+    let forced = (read_text(&private), read_text(&public));
+    assert!(
+        forced.0 != before.0 && forced.1 != before.1,
+        "--force did not rewrite"
+    );
+    assert_eq!(mode_of(&private), "600", "private key mode after --force");
+    let printed = stdout_line_value(&out, "fingerprint:");
+    assert_eq!(
+        fingerprints(&[&private, &public]),
+        vec![printed.clone(), printed]
+    );
+}
+
+#[test]
+fn keygen_refuses_when_only_the_public_file_exists() {
+    let dir = TempDir::new("keygen-pub-only");
+    let private = dir.path("id.pem");
+    let public = dir.path("id.pem.pub");
+    std::fs::write(&public, "kept\n").unwrap();
+    let out = run(keygen(&private, &["--bits", "2048"]), QUICK);
+    assert_config_error(&out, &[path_str(&public), "file exists", "--force"]);
+    assert!(!private.exists(), "a refused keygen wrote the private key");
+    assert_eq!(read_text(&public), "kept\n");
+}
+
+#[test]
+fn keygen_force_over_a_readable_file_leaves_it_private() {
+    let dir = TempDir::new("keygen-force-mode");
+    let private = dir.path("id.pem");
+    std::fs::write(&private, "old\n").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(keygen(&private, &["--bits", "2048", "--force"]), QUICK);
+    assert_success(&out);
+    assert!(read_text(&private).starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(
+        mode_of(&private),
+        "600",
+        "new private key left readable by others"
+    );
+}
+
+#[test]
+fn keygen_refuses_small_keys() {
+    let dir = TempDir::new("keygen-small");
+    let private = dir.path("id.pem");
+    let out = run(keygen(&private, &["--bits", "1024"]), QUICK);
+    assert_config_error(&out, &["1024 bits", "2048"]);
+    assert!(!private.exists() && !dir.path("id.pem.pub").exists());
+}
+
+#[test]
+fn fingerprint_matches_the_openssl_pipeline_for_openssl_keys() {
+    let dir = TempDir::new("fingerprint");
+    let pkcs8 = dir.path("k.pem");
+    let pkcs1 = dir.path("k1.pem");
+    let spki = dir.path("pub.pem");
+    let rsa_pub = dir.path("pub1.pem");
+    let gen_pkcs8 = [
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+    ];
+    openssl(&[&gen_pkcs8[..], &["-out", path_str(&pkcs8)]].concat());
+    openssl(&["genrsa", "-traditional", "-out", path_str(&pkcs1), "2048"]);
+    openssl(&[
+        "rsa",
+        "-in",
+        path_str(&pkcs8),
+        "-pubout",
+        "-out",
+        path_str(&spki),
+    ]);
+    let rsa_out = ["-RSAPublicKey_out", "-out", path_str(&rsa_pub)];
+    openssl(&[&["rsa", "-in", path_str(&pkcs1)][..], &rsa_out].concat());
+    assert!(read_text(&pkcs1).starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    assert!(read_text(&rsa_pub).starts_with("-----BEGIN RSA PUBLIC KEY-----"));
+
+    let expected_pkcs8 = openssl_fingerprint(&spki);
+    let expected_pkcs1 = openssl_fingerprint(&rsa_pub);
+    assert_ne!(expected_pkcs8, expected_pkcs1);
+    let listed = fingerprints(&[&pkcs8, &spki, &pkcs1, &rsa_pub]);
+    assert_eq!(
+        listed,
+        vec![
+            expected_pkcs8.clone(),
+            expected_pkcs8,
+            expected_pkcs1.clone(),
+            expected_pkcs1
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// demo.
+
+#[test]
+fn demo_passes_with_both_ciphers() {
+    let started = Instant::now();
+    let out = run(tunnel(&["demo", "--bytes", DEMO_BYTES]), DEMO_DEADLINE);
+    eprintln!("demo took {:?}", started.elapsed());
+    assert_success(&out);
+    for cipher in ["chacha20-poly1305", "aes-256-gcm"] {
+        let line = out.stdout.lines().find(|line| line.starts_with(cipher));
+        let line = line.unwrap_or_else(|| panic!("no {cipher} line in:\n{}", out.stdout));
+        assert!(line.contains("8 MiB echoed"), "{line}");
+        assert!(line.contains("sha256 match"), "{line}");
+        assert!(
+            line.contains("handshake") && line.contains("Mbit/s"),
+            "{line}"
+        );
+    }
+    assert!(out.stdout.contains("demo passed"), "{}", out.stdout);
+}
+
+// ---------------------------------------------------------------------------
+// The literal commands, configured by environment, in a namespace of their own.
+
+#[test]
+fn literal_commands_carry_a_request_and_reply_in_a_namespace() {
+    let mut ns = Namespace::create();
+    let authorized = fixture("test-only-local.pub.pem");
+    let remote_pub = fixture("test-only-remote.pub.pem");
+
+    let target = ns.spawn("python3", &["-c", NS_TARGET], &[]);
+    wait_for_output(&target.stdout, "ready", "the target");
+    let remote_env = [
+        (
+            "TUNNEL_KEY",
+            path_str(&fixture("test-only-remote.pem")).to_owned(),
+        ),
+        ("TUNNEL_TARGET", "127.0.0.1:7000".to_owned()),
+        ("TUNNEL_AUTHORIZED_KEYS", path_str(&authorized).to_owned()),
+        ("TUNNEL_LISTEN", "127.0.0.1:9000".to_owned()),
+    ];
+    let remote = ns.spawn(env!("CARGO_BIN_EXE_tunnel"), &["remote"], &remote_env);
+    wait_for_output(&remote.stderr, "remote listening", "tunnel remote");
+    let local_env = [
+        (
+            "TUNNEL_KEY",
+            path_str(&fixture("test-only-local.pem")).to_owned(),
+        ),
+        ("TUNNEL_REMOTE_KEY", path_str(&remote_pub).to_owned()),
+    ];
+    let args = ["local", "--forward", "8080:remote:9000"];
+    let local = ns.spawn(env!("CARGO_BIN_EXE_tunnel"), &args, &local_env);
+    wait_for_output(&local.stderr, "local listening", "tunnel local");
+
+    let client = ns.spawn("python3", &["-c", NS_CLIENT], &[]);
+    let status = ns.wait(client.pid, QUICK);
+    let reply = client.stdout.text();
+    assert!(
+        status.success(),
+        "client failed: {}\nlocal log:\n{}\nremote log:\n{}",
+        client.stderr.text(),
+        local.stderr.text(),
+        remote.stderr.text()
+    );
+    assert_eq!(reply, "reply to: GET /status through the tunnel\n");
+
+    // The local reached the remote by the name `remote`, and the tunnel closed cleanly.
+    let open = wait_for_output(&local.stderr, "tunnel open", "the local's tunnel");
+    assert!(open.contains("remote=remote:9000"), "{open}");
+    let closed = wait_for_output(&remote.stderr, "connection closed", "the remote's relay");
+    assert!(!closed.contains("with error"), "{closed}");
+}
+
+/// Target inside the namespace: one connection, read to end of stream, answer with
+/// "reply to: " and what was read, close. Gives up on its own after 30 s.
+const NS_TARGET: &str = r#"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 7000))
+s.listen(4)
+s.settimeout(30)
+print("ready", flush=True)
+c, _ = s.accept()
+c.settimeout(30)
+data = b""
+while True:
+    part = c.recv(65536)
+    if not part:
+        break
+    data += part
+c.sendall(b"reply to: " + data)
+c.shutdown(socket.SHUT_WR)
+c.close()
+"#;
+
+/// Client inside the namespace: send a request to the local's forward, half-close,
+/// print the whole answer.
+const NS_CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection(("127.0.0.1", 8080), timeout=10)
+c.sendall(b"GET /status through the tunnel\n")
+c.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    part = c.recv(65536)
+    if not part:
+        break
+    reply += part
+sys.stdout.buffer.write(reply)
+"#;
+
+/// A network namespace with `remote` resolving to loopback, and the processes
+/// started in it; dropping it kills those processes by PID and deletes it.
+struct Namespace {
+    name: String,
+    etc: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Namespace {
+    fn create() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tunnel-test-{}-{n}", std::process::id());
+        let etc = PathBuf::from("/etc/netns").join(&name);
+        let ns = Self {
+            name,
+            etc,
+            children: Vec::new(),
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
+        // `ip netns exec` mounts the files in /etc/netns/NAME over those in /etc.
+        std::fs::create_dir_all(&ns.etc).unwrap();
+        let hosts = "127.0.0.1 localhost\n::1 localhost\n127.0.0.1 remote\n";
+        std::fs::write(ns.etc.join("hosts"), hosts).unwrap();
+        ns
+    }
+
+    /// Starts `program` in the namespace with extra environment, capturing its output.
+    fn spawn(&mut self, program: &str, args: &[&str], env: &[(&str, String)]) -> Spawned {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]).args(args);
+        clean_env(&mut cmd);
+        cmd.env("RUST_LOG", "info");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting ip netns exec");
+        let spawned = Spawned {
+            pid: child.id(),
+            stdout: Captured::start(child.stdout.take().unwrap()),
+            stderr: Captured::start(child.stderr.take().unwrap()),
+        };
+        self.children.push(child);
+        spawned
+    }
+
+    /// Waits for the child with `pid` to exit, killing it and failing past `deadline`.
+    fn wait(&mut self, pid: u32, deadline: Duration) -> ExitStatus {
+        let child = self.children.iter_mut().find(|c| c.id() == pid).unwrap();
+        wait_child(child, deadline)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.etc);
+        // Leaves /etc/netns alone if anything else is in it.
+        let _ = std::fs::remove_dir("/etc/netns");
+    }
+}
+
+/// A process started in a namespace: its PID and its captured output.
+struct Spawned {
+    pid: u32,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+/// Output of a child, collected by a thread as it arrives.
+#[derive(Clone)]
+struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    fn start(stream: impl Read + Send + 'static) -> Self {
+        let text = Arc::new(Mutex::new(String::new()));
+        let sink = text.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Self(text)
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Waits up to [`QUICK`] for a line containing `needle` and returns it.
+fn wait_for_output(output: &Captured, needle: &str, what: &str) -> String {
+    let deadline = Instant::now() + QUICK;
+    loop {
+        if let Some(line) = output.text().lines().find(|line| line.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not print {needle:?} within {QUICK:?}; output:\n{}",
+            output.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        output.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Helpers: running the binary.
+
+/// What a finished command left behind.
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// The binary with `args`, an environment free of `TUNNEL_*` settings, and
+/// backtraces on (so a panic could not hide).
+fn tunnel(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tunnel"));
+    cmd.args(args);
+    clean_env(&mut cmd);
+    cmd.env("RUST_BACKTRACE", "1");
+    cmd
+}
+
+fn clean_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TUNNEL_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+}
+
+/// `tunnel local` with a free forward and a valid pin, and `key` as its key.
+fn local_with_key(key: &str) -> Command {
+    tunnel(&[
+        "local",
+        "--forward",
+        "0:127.0.0.1:9",
+        "--key",
+        key,
+        "--remote-key",
+        UNKNOWN_PIN,
+    ])
+}
+
+/// `tunnel local` with valid keys and `forward` as its rule.
+fn local_forward(forward: &str) -> Command {
+    let mut cmd = tunnel(&["local", "--forward", forward, "--remote-key", UNKNOWN_PIN]);
+    cmd.arg("--key").arg(fixture("test-only-local.pem"));
+    cmd
+}
+
+/// `tunnel remote` with valid keys, listening on `listen` and relaying to `target`.
+fn remote_on(listen: &str, target: &str) -> Command {
+    let mut cmd = tunnel(&["remote", "--listen", listen, "--target", target]);
+    cmd.arg("--key").arg(fixture("test-only-remote.pem"));
+    cmd.arg("--authorized-keys")
+        .arg(fixture("test-only-local.pub.pem"));
+    cmd
+}
+
+fn keygen(private: &Path, extra: &[&str]) -> Command {
+    let mut cmd = tunnel(&["keygen", "-o", path_str(private)]);
+    cmd.args(extra);
+    cmd
+}
+
+/// Runs `cmd` to its end, killing it (by PID) and failing the test past `deadline`.
+fn run(mut cmd: Command, deadline: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("starting the tunnel binary");
+    let stdout = reader(child.stdout.take().unwrap());
+    let stderr = reader(child.stderr.take().unwrap());
+    let status = wait_child(&mut child, deadline);
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn reader(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    })
+}
+
+fn wait_child(child: &mut Child, deadline: Duration) -> ExitStatus {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "process {} still running after {deadline:?}; killed",
+                child.id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Exit code 3 and exactly one stderr line, "error: ..." containing every needle.
+fn assert_config_error(out: &Output, needles: &[&str]) {
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "status {:?}, stderr:\n{}",
+        out.status,
+        out.stderr
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line:\n{}", out.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "{needle:?} missing from: {}",
+            lines[0]
+        );
+    }
+    assert_no_panic(out);
+}
+
+/// Exit code 2 (clap) with an "error: ..." first line naming every needle.
+fn assert_usage_error(out: &Output, needles: &[&str]) {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "status {:?}, stderr:\n{}",
+        out.status,
+        out.stderr
+    );
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    for needle in needles {
+        assert!(
+            out.stderr.contains(needle),
+            "{needle:?} missing from:\n{}",
+            out.stderr
+        );
+    }
+    assert_no_panic(out);
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {:?}, stderr:\n{}",
+        out.status,
+        out.stderr
+    );
+    assert_no_panic(out);
+}
+
+fn assert_no_panic(out: &Output) {
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains("panicked"), "{text}");
+        assert!(!text.contains("stack backtrace"), "{text}");
+        assert!(!text.contains("RUST_BACKTRACE"), "{text}");
+    }
+}
+
+/// The value after `label` on the stdout line starting with it.
+fn stdout_line_value(out: &Output, label: &str) -> String {
+    let line = out.stdout.lines().find_map(|line| line.strip_prefix(label));
+    line.unwrap_or_else(|| panic!("no {label:?} line in:\n{}", out.stdout))
+        .trim()
+        .to_owned()
+}
+
+/// What `tunnel fingerprint` prints for `files`: one fingerprint per file, in order,
+/// after checking each line names its file and a 2048-bit size.
+fn fingerprints(files: &[&Path]) -> Vec<String> {
+    let mut cmd = tunnel(&["fingerprint"]);
+    cmd.args(files);
+    let out = run(cmd, QUICK);
+    assert_success(&out);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), files.len(), "{}", out.stdout);
+    lines
+        .iter()
+        .zip(files)
+        .map(|(line, file)| {
+            let (fingerprint, rest) = line.split_once("  ").expect("two spaces after it");
+            assert_eq!(rest, format!("{} (2048 bits)", file.display()), "{line}");
+            fingerprint.to_owned()
+        })
+        .collect()
+}
+
+/// `SHA256:` plus the openssl pipeline's digest of a public key file.
+fn openssl_fingerprint(public: &Path) -> String {
+    let pipeline = "openssl pkey -pubin -in \"$1\" -outform DER \
+                    | openssl dgst -sha256 -binary | base64 | tr -d '='";
+    let output = Command::new("sh")
+        .args(["-c", pipeline, "sh", path_str(public)])
+        .output()
+        .expect("running the openssl pipeline");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let digest = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(digest.trim().len(), 43, "{digest}");
+    format!("SHA256:{}", digest.trim())
+}
+
+// ---------------------------------------------------------------------------
+// Helpers: files and openssl.
+
+/// A directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tunnel-cli-test-{tag}-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs openssl with `args` and returns its stdout; fails the test if it fails.
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("running openssl");
+    assert!(
+        output.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// The permission bits of `path`, in octal as `ls` would show them.
+fn mode_of(path: &Path) -> String {
+    format!(
+        "{:o}",
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    )
+}
+
+fn read_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
