@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -192,7 +192,11 @@ impl PublicKey {
 
     /// The SPKI PEM text of this key.
     pub fn to_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PUBLIC KEY", self.spki_der.clone()))
+        let block = pem::Pem::new("PUBLIC KEY", self.spki_der.clone());
+        pem::encode_config(
+            &block,
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
     }
 }
 
@@ -504,6 +508,10 @@ fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<()
         options.create_new(true);
     }
     let mut file = options.open(path).map_err(io_err)?;
+    // `mode` applies only to files created here; an overwritten file keeps its old
+    // mode unless set again, before any of the new contents is written.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err)?;
     file.write_all(contents).map_err(io_err)?;
     file.sync_all().map_err(io_err)
 }

@@ -91,7 +91,11 @@ impl TunnelPool {
                 .len();
             let dialing = self.dialing.load(Ordering::Acquire);
             // Until a ticket exists, one full handshake at a time: the others resume.
-            let has_ticket = self.ticket.lock().expect("ticket lock is never poisoned").is_some();
+            let has_ticket = self
+                .ticket
+                .lock()
+                .expect("ticket lock is never poisoned")
+                .is_some();
             if ready + dialing >= self.size || (!has_ticket && dialing > 0) {
                 return;
             }

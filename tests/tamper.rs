@@ -31,7 +31,7 @@ use tunnel::handshake::{self, Established, HandshakeError, local::LocalParams};
 use tunnel::keys::AuthorizedKeys;
 use tunnel::record::{HEADER_LEN, RecordError, RecordType, parse_header};
 
-use common::{PROMPT, fingerprint, key};
+use common::{Logs, PROMPT, fingerprint, key};
 
 // ---------------------------------------------------------------------------------
 // Full roles: client -> local -> proxy -> remote -> recording target.
@@ -210,13 +210,15 @@ impl Scenario {
 
         let client = TcpStream::connect(local.addr).await.unwrap();
         let (mut reader, writer) = client.into_split();
-        let sending = tokio::spawn(send_paced(writer, client_data()));
+        let (read_done, read_done_rx) = tokio::sync::oneshot::channel();
+        let sending = tokio::spawn(send_paced(writer, client_data(), read_done_rx));
         let mut client_received = Vec::new();
         let client_end = tokio::time::timeout(SCENARIO_LIMIT, async {
             read_to_end(&mut reader, &mut client_received).await
         })
         .await
         .expect("the client was neither served to the end nor reset");
+        let _ = read_done.send(());
         let sent = tokio::time::timeout(PROMPT, sending)
             .await
             .expect("the client's writes neither finished nor failed")
@@ -697,7 +699,7 @@ enum End {
 }
 
 /// A target that keeps every byte it receives and sends [`target_data`] in paced
-/// chunks, half-closing only after a clean end of its input.
+/// chunks, then half-closes.
 struct RecordingTarget {
     addr: SocketAddr,
     record: Arc<Mutex<TargetRecord>>,
@@ -735,13 +737,12 @@ async fn serve_recording(stream: TcpStream, record: Arc<Mutex<TargetRecord>>) {
             }
         }
     };
-    let sending = send_chunks(writer, target_data());
-    let (read_end, sent) = tokio::join!(reading, sending);
-    let end = match sent {
-        Ok(mut writer) if read_end == End::Clean => combine(read_end, writer.shutdown().await),
-        Ok(_) => read_end,
-        Err(err) => combine(read_end, Err(err)),
+    let sending = async {
+        let mut writer = send_chunks(writer, target_data()).await?;
+        writer.shutdown().await
     };
+    let (read_end, sent) = tokio::join!(reading, sending);
+    let end = combine(read_end, sent);
     record.lock().unwrap().end = Some(end);
 }
 
@@ -754,9 +755,18 @@ async fn send_chunks(mut writer: OwnedWriteHalf, data: Vec<u8>) -> std::io::Resu
     Ok(writer)
 }
 
-/// The client's sending half: paced chunks, then a half-close.
-async fn send_paced(writer: OwnedWriteHalf, data: Vec<u8>) -> std::io::Result<()> {
-    send_chunks(writer, data).await?.shutdown().await
+/// The client's sending half: paced chunks, then a half-close once the client has
+/// read to the end (or failed). Holding the half-close until then keeps both
+/// directions of the tunnel open until a fault in either one is detected, so how
+/// the far end sees the failure does not depend on timing.
+async fn send_paced(
+    writer: OwnedWriteHalf,
+    data: Vec<u8>,
+    read_done: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let mut writer = send_chunks(writer, data).await?;
+    let _ = read_done.await;
+    writer.shutdown().await
 }
 
 /// One outcome for a connection from its reading and its writing half. A reset is
@@ -818,52 +828,6 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
             (state >> 24) as u8
         })
         .collect()
-}
-
-/// Log lines of everything running on this test's thread.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    /// Captures log events on the current thread until the guard drops; with the
-    /// current-thread runtime that includes every role task of the test.
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let sink = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    /// Waits for a line logged inside `role`'s connection span that matches.
-    async fn wait_for(&self, role: &str, wanted: impl Fn(&str) -> bool) {
-        let span = format!("{role}{{conn=");
-        for _ in 0..(PROMPT.as_millis() / 20) {
-            let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
-            if text
-                .lines()
-                .any(|line| line.contains(&span) && wanted(line))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
-        panic!("no matching line from the {role} role; the log was:\n{text}");
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Bytes per chunk written by the client and by the target.

@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -161,3 +161,50 @@ pub fn host_port(addr: SocketAddr) -> HostPort {
 
 /// Upper bound for anything in a test that should happen "promptly".
 pub const PROMPT: Duration = Duration::from_secs(2);
+
+/// Log lines of everything running on this test's thread.
+#[derive(Clone, Default)]
+pub struct Logs(pub Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Captures log events on the current thread until the guard drops; with the
+    /// current-thread runtime that includes every role task of the test.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    /// Waits for a line logged inside `role`'s connection span that matches, and
+    /// returns it; fails the test after [`PROMPT`].
+    pub async fn wait_for(&self, role: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let span = format!("{role}{{conn=");
+        for _ in 0..(PROMPT.as_millis() / 20) {
+            let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+            if let Some(line) = text
+                .lines()
+                .find(|line| line.contains(&span) && wanted(line))
+            {
+                return line.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        panic!("no matching line from the {role} role; the log was:\n{text}");
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,225 @@
+//! Abuse of the listeners and the bounds that contain it: bytes that are not the
+//! tunnel protocol, a peer that never speaks, an idle relay, and the connection
+//! limit. In each case the offending connection is closed for the stated reason
+//! while other clients go on being served.
+//!
+//! Both roles run in-process on loopback with a current-thread runtime, so the log
+//! lines of every role task land in one [`Logs`] capture and each test can check
+//! the precise reason a connection was dropped.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tunnel::handshake::HandshakeError;
+
+use common::{Logs, PROMPT};
+
+/// Handshake deadline of the remote under test: short, so the silent peer is
+/// dropped quickly, yet far above what a real handshake takes here.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Idle timeout of the roles in the idle test.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes echoed through the tunnel by the well-behaved client.
+const ECHO_LEN: usize = 64 * 1024;
+
+#[tokio::test]
+async fn garbage_http_and_silence_are_dropped_while_others_are_served() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let target = common::echo_target().await;
+    let mut config = common::remote_config(target);
+    config.limits.handshake_timeout = HANDSHAKE_TIMEOUT;
+    let remote = common::spawn_remote(config).await;
+    let local = common::spawn_local(common::local_config(remote.addr)).await;
+
+    let silent = TcpStream::connect(remote.addr).await.unwrap();
+    let silent_since = Instant::now();
+
+    // Bytes of another protocol: a TLS ClientHello's first bytes, and HTTP.
+    let tls = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage that is not tunnel";
+    let http = b"GET / HTTP/1.1\r\nHost: tunnel.example\r\n\r\n";
+    let wrong_version = b"tunnel\x00\x09";
+    for (bytes, reason) in [
+        (
+            &tls[..],
+            "first bytes \"\\u{16}\\u{3}\\u{1}\\u{2}\\0\\u{1}\\0\\u{1}\"",
+        ),
+        (&http[..], "first bytes \"GET / HT\""),
+        (&wrong_version[..], "protocol version 9"),
+    ] {
+        let took = expect_closed_after_sending(remote.addr, bytes).await;
+        assert!(took < PROMPT, "{reason}: took {took:?}");
+        let line = logs
+            .wait_for("remote", |line| {
+                line.contains("handshake failed") && line.contains(reason)
+            })
+            .await;
+        assert!(line.contains("WARN"), "{line}");
+    }
+
+    // While the silent peer still waits for its deadline, a real client is served.
+    echo_through(local.addr, ECHO_LEN).await;
+    assert!(
+        silent_since.elapsed() < HANDSHAKE_TIMEOUT,
+        "the echo took so long that the silent peer's deadline passed first"
+    );
+
+    let waited = expect_closed(silent).await;
+    let since_connect = silent_since.elapsed();
+    assert!(
+        since_connect >= HANDSHAKE_TIMEOUT && waited < HANDSHAKE_TIMEOUT + PROMPT,
+        "the silent peer was closed after {since_connect:?}, not at the {HANDSHAKE_TIMEOUT:?} deadline"
+    );
+    let wanted = HandshakeError::Timeout(HANDSHAKE_TIMEOUT).to_string();
+    logs.wait_for("remote", |line| {
+        line.contains("handshake failed") && line.contains(&wanted)
+    })
+    .await;
+
+    // The remote is still healthy afterwards.
+    echo_through(local.addr, ECHO_LEN).await;
+}
+
+#[tokio::test]
+async fn idle_relays_are_closed_and_others_keep_flowing() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let target = common::echo_target().await;
+    let mut config = common::remote_config(target);
+    config.limits.idle_timeout = Some(IDLE_TIMEOUT);
+    let remote = common::spawn_remote(config).await;
+    let local = common::spawn_local(common::local_config(remote.addr)).await;
+
+    let mut idle = TcpStream::connect(local.addr).await.unwrap();
+    idle.write_all(b"ping").await.unwrap();
+    let mut reply = [0u8; 4];
+    idle.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"ping");
+    let quiet_since = Instant::now();
+
+    // A busy connection alongside is not touched by the other one's timeout.
+    let busy = TcpStream::connect(local.addr).await.unwrap();
+    let (mut busy_read, mut busy_write) = busy.into_split();
+    let pinger = tokio::spawn(async move {
+        let mut buf = [0u8; 1];
+        for round in 0..30u8 {
+            busy_write.write_all(&[round]).await.unwrap();
+            busy_read.read_exact(&mut buf).await.unwrap();
+            assert_eq!(buf[0], round);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
+    expect_closed(idle).await;
+    let quiet = quiet_since.elapsed();
+    assert!(
+        quiet >= IDLE_TIMEOUT && quiet < IDLE_TIMEOUT + PROMPT,
+        "idle connection closed after {quiet:?} of silence"
+    );
+    logs.wait_for("remote", |line| {
+        line.contains("connection closed") && line.contains("closed as idle")
+    })
+    .await;
+    tokio::time::timeout(PROMPT * 2, pinger)
+        .await
+        .expect("the busy connection stalled")
+        .expect("the busy connection failed");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_one_ends() {
+    let target = common::echo_target().await;
+    let remote = common::spawn_remote(common::remote_config(target)).await;
+    let mut config = common::local_config(remote.addr);
+    config.limits.max_connections = 2;
+    let local = common::spawn_local(config).await;
+
+    let mut first = TcpStream::connect(local.addr).await.unwrap();
+    let mut second = TcpStream::connect(local.addr).await.unwrap();
+    for stream in [&mut first, &mut second] {
+        stream.write_all(b"held").await.unwrap();
+        let mut reply = [0u8; 4];
+        stream.read_exact(&mut reply).await.unwrap();
+    }
+
+    // The third client is accepted by the kernel but not served while two are open.
+    let mut third = TcpStream::connect(local.addr).await.unwrap();
+    third.write_all(b"wait").await.unwrap();
+    let mut reply = [0u8; 4];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read_exact(&mut reply));
+    assert!(
+        early.await.is_err(),
+        "a third connection was served past the limit of two"
+    );
+
+    drop(first);
+    tokio::time::timeout(PROMPT, third.read_exact(&mut reply))
+        .await
+        .expect("the waiting client was not served once a slot freed")
+        .unwrap();
+    assert_eq!(&reply, b"wait");
+    drop(second);
+}
+
+/// Connects to `addr`, sends `bytes`, and waits for the peer to close; returns how
+/// long the close took.
+async fn expect_closed_after_sending(addr: SocketAddr, bytes: &[u8]) -> Duration {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    expect_closed(stream).await
+}
+
+/// Reads until the peer closes (end of stream or reset) and returns the wait; the
+/// peer must send nothing but, at most, a handshake refusal, and must close within
+/// the handshake deadline and [`PROMPT`].
+async fn expect_closed(mut stream: TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT + PROMPT, async {
+        let mut buf = [0u8; 256];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(err) => return Err(err),
+            }
+        }
+    })
+    .await
+    .expect("the connection was left open");
+    if let Err(err) = outcome {
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    }
+    assert!(
+        received.len() <= 64,
+        "the remote sent {} bytes to a peer that failed its handshake",
+        received.len()
+    );
+    started.elapsed()
+}
+
+/// Echoes `len` bytes through the local role at `addr` and checks them.
+async fn echo_through(addr: SocketAddr, len: usize) {
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        write.write_all(&sent).await.unwrap();
+        write.shutdown().await.unwrap();
+    });
+    let mut back = Vec::with_capacity(len);
+    tokio::time::timeout(PROMPT, read.read_to_end(&mut back))
+        .await
+        .expect("the echo through the tunnel stalled")
+        .unwrap();
+    writer.await.unwrap();
+    assert!(back == data, "the echo came back altered");
+}
