@@ -24,6 +24,11 @@ pub struct Cli {
     /// Log settings shared by every command.
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// Worker threads that run connections; 0 picks half the CPUs, at least one.
+    #[arg(long, global = true, env = "TUNNEL_THREADS", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub threads: u16,
 }
 
 /// The subcommands.

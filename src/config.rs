@@ -216,6 +216,20 @@ impl LocalConfig {
     }
 }
 
+/// Worker threads for the runtime: `requested`, or for 0 half the CPUs, at least one.
+///
+/// Half, because a relay's own work is the smaller part of what moving a byte
+/// costs: the kernel's TCP work and the peers at both ends need the other cores.
+/// Measured on two cores, one worker carries a single stream about a tenth faster
+/// than two (fewer cross-thread wake-ups) and four streams just as fast.
+pub fn worker_threads(requested: u16) -> usize {
+    if requested > 0 {
+        return usize::from(requested);
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / 2).max(1)
+}
+
 /// Default number of ready tunnels per forward: enough to hand out a burst of new
 /// clients without a round trip, few enough to be negligible for the remote.
 pub const DEFAULT_POOL_SIZE: usize = 4;

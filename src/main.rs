@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     tunnel::logging::init(&cli.log);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(tunnel::config::worker_threads(cli.threads))
         .enable_all()
         .build()
     {
