@@ -18,7 +18,7 @@ use crate::config::{Forward, LocalConfig};
 use crate::error::Error;
 use crate::net;
 use crate::pool::{self, TunnelPool};
-use crate::relay;
+use crate::relay::{self, RecordReader};
 use crate::shutdown::Shutdown;
 
 /// The local role with its listeners bound, ready to run.
@@ -127,10 +127,12 @@ async fn handle(
 
     let limits = &config.limits;
     let (mut stream, established) = (tunnel.stream, tunnel.established);
+    let reader = RecordReader::new(established.opener);
     let (stats, result) = relay::run(
         &mut client,
         &mut stream,
-        established,
+        established.sealer,
+        reader,
         limits.idle_timeout,
         shutdown.cut(),
     )

@@ -17,14 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BufMut;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::crypto::aead::TAG_LEN;
-use crate::handshake::Established;
 use crate::record::{
     AbortReason, HEADER_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, Opener, RecordError, RecordType,
     Sealer, parse_header,
@@ -71,17 +70,17 @@ pub struct RelayStats {
 pub async fn run(
     plain: &mut TcpStream,
     tunnel: &mut TcpStream,
-    established: Established,
+    sealer: Sealer,
+    reader: RecordReader,
     idle_timeout: Option<Duration>,
     cut: impl Future<Output = ()>,
 ) -> (RelayStats, Result<(), RelayError>) {
-    let Established { sealer, opener, .. } = established;
     let activity = Activity::new();
     let result = {
         let (plain_read, plain_write) = plain.split();
         let (tunnel_read, tunnel_write) = tunnel.split();
         let outbound = plain_to_tunnel(plain_read, tunnel_write, sealer, &activity);
-        let inbound = tunnel_to_plain(tunnel_read, plain_write, opener, &activity);
+        let inbound = tunnel_to_plain(tunnel_read, plain_write, reader, &activity);
         tokio::select! {
             result = async { tokio::try_join!(outbound, inbound).map(|_| ()) } => result,
             timeout = activity.idle(idle_timeout) => Err(RelayError::Idle(timeout)),
@@ -93,34 +92,6 @@ pub async fn run(
         let _ = plain.set_zero_linger();
     }
     (activity.stats(), result)
-}
-
-/// Waits for the local side's first record on a fresh tunnel: an empty `Data`
-/// record opens it for relaying (`true`), a `Close` retires an unused pooled tunnel
-/// (`false`).
-///
-/// # Errors
-/// A [`RelayError`] for anything else: a record that fails to open, a record with
-/// payload, an end of stream or a socket error.
-pub async fn wait_for_open(
-    tunnel: &mut TcpStream,
-    opener: &mut Opener,
-) -> Result<bool, RelayError> {
-    let (mut read, _) = tunnel.split();
-    let mut header = [0u8; HEADER_LEN];
-    read_exact_or_truncated(&mut read, &mut header).await?;
-    let len = parse_header(&header)?;
-    let mut body = vec![0u8; len];
-    read_exact_or_truncated(&mut read, &mut body).await?;
-    match opener.open_in_place(&header, &mut body)? {
-        (RecordType::Data, range) if range.is_empty() => Ok(true),
-        (RecordType::Close, _) => Ok(false),
-        (RecordType::Abort, range) => {
-            let reason = body[range].first().copied().map(AbortReason::from_byte);
-            Err(RelayError::Aborted(reason.unwrap_or(AbortReason::Other)))
-        }
-        (kind, _) => Err(RecordError::UnexpectedFirst(format!("{kind:?}")).into()),
-    }
 }
 
 /// Logs the end of a relay: `info` for a clean close, an idle timeout or a shutdown
@@ -218,63 +189,137 @@ async fn fail_plain(
 }
 
 /// Opens records and writes their payload out until the peer's `Close`.
-///
-/// Each record body gets a buffer of exactly its announced size, checked against
-/// the limit first, and released once the payload is written.
 async fn tunnel_to_plain(
-    mut tunnel: ReadHalf<'_>,
+    tunnel: ReadHalf<'_>,
     mut plain: WriteHalf<'_>,
-    mut opener: Opener,
+    mut reader: RecordReader,
     activity: &Activity,
 ) -> Result<(), RelayError> {
     loop {
-        let mut header = [0u8; HEADER_LEN];
-        read_exact_or_truncated(&mut tunnel, &mut header).await?;
-        let len = parse_header(&header)?;
-        let mut body = Vec::with_capacity(len);
-        while body.len() < len {
-            let want = len - body.len();
-            match tunnel.read_buf(&mut (&mut body).limit(want)).await {
-                Ok(0) => return Err(RecordError::Truncated.into()),
-                Ok(_) => {}
-                Err(err) => return Err(RelayError::Tunnel(err)),
-            }
-        }
-        let (kind, range) = opener.open_in_place(&header, &mut body)?;
+        let (kind, payload) = reader.next(&tunnel).await?;
         match kind {
             RecordType::Data => {
-                activity.received(range.len());
-                plain
-                    .write_all(&body[range])
-                    .await
-                    .map_err(RelayError::Plain)?;
+                activity.received(payload.len());
+                plain.write_all(payload).await.map_err(RelayError::Plain)?;
             }
             RecordType::KeyUpdate => {}
             RecordType::Close => {
                 plain.shutdown().await.map_err(RelayError::Plain)?;
                 return Ok(());
             }
-            RecordType::Abort => {
-                let reason = body[range].first().copied().map(AbortReason::from_byte);
-                return Err(RelayError::Aborted(reason.unwrap_or(AbortReason::Other)));
+            RecordType::Abort => return Err(aborted(payload)),
+        }
+    }
+}
+
+/// Reads and opens one direction's records through a single buffer, so that a
+/// header and its body, or several small records, arrive with one system call.
+///
+/// The buffer holds at most [`READ_BUF_LEN`] bytes and exists only while data
+/// flows: once everything read has been handed on and the socket has nothing more,
+/// it is released, so an idle connection holds none. A record is opened in place
+/// and its payload lent to the caller until the next call.
+pub struct RecordReader {
+    opener: Opener,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl RecordReader {
+    /// A reader opening records with `opener`, holding no buffer yet.
+    pub fn new(opener: Opener) -> Self {
+        Self {
+            opener,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    /// Waits for the local side's first record on a fresh tunnel: an empty `Data`
+    /// record opens it for relaying (`true`), a `Close` retires an unused pooled
+    /// tunnel (`false`). Bytes that came in behind the first record stay buffered
+    /// for the relay.
+    ///
+    /// # Errors
+    /// A [`RelayError`] for anything else: a record that fails to open, a record
+    /// with payload, an end of stream or a socket error.
+    pub async fn wait_for_open(&mut self, tunnel: &mut TcpStream) -> Result<bool, RelayError> {
+        let (read, _) = tunnel.split();
+        match self.next(&read).await? {
+            (RecordType::Data, payload) if payload.is_empty() => Ok(true),
+            (RecordType::Close, _) => Ok(false),
+            (RecordType::Abort, payload) => Err(aborted(payload)),
+            (kind, _) => Err(RecordError::UnexpectedFirst(format!("{kind:?}")).into()),
+        }
+    }
+
+    /// Reads until a whole record is buffered, opens it, and returns its type and
+    /// payload (`KeyUpdate` records too, with an empty payload).
+    ///
+    /// # Errors
+    /// A [`RecordError`] for a record that is rejected or for an end of stream
+    /// (a clean end always comes after a `Close` record); [`RelayError::Tunnel`] for
+    /// a socket error.
+    async fn next(&mut self, tunnel: &ReadHalf<'_>) -> Result<(RecordType, &[u8]), RelayError> {
+        loop {
+            let buffered = &self.buf[self.start..];
+            if let Some(header) = buffered.first_chunk::<HEADER_LEN>().copied() {
+                let total = HEADER_LEN + parse_header(&header)?;
+                if buffered.len() >= total {
+                    let at = self.start + HEADER_LEN;
+                    self.start += total;
+                    let body = &mut self.buf[at..self.start];
+                    let (kind, range) = self.opener.open_in_place(&header, body)?;
+                    return Ok((kind, &self.buf[at + range.start..at + range.end]));
+                }
+                if self.start + total > READ_BUF_LEN {
+                    // Move the partial record to the front to make room for the rest.
+                    self.buf.copy_within(self.start.., 0);
+                    self.buf.truncate(self.buf.len() - self.start);
+                    self.start = 0;
+                }
+            }
+            self.fill(tunnel).await?;
+        }
+    }
+
+    /// Reads what the socket has into the buffer, waiting if it has nothing.
+    async fn fill(&mut self, tunnel: &ReadHalf<'_>) -> Result<(), RelayError> {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        loop {
+            if self.buf.capacity() == 0 {
+                tunnel.readable().await.map_err(RelayError::Tunnel)?;
+                self.buf.reserve_exact(READ_BUF_LEN);
+            }
+            let room = READ_BUF_LEN - self.buf.len();
+            match tunnel.try_read_buf(&mut (&mut self.buf).limit(room)) {
+                Ok(0) => return Err(RecordError::Truncated.into()),
+                Ok(_) => return Ok(()),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.buf.is_empty() {
+                        // Nothing half-read: hold no buffer while waiting.
+                        self.buf = Vec::new();
+                    } else {
+                        tunnel.readable().await.map_err(RelayError::Tunnel)?;
+                    }
+                }
+                Err(err) => return Err(RelayError::Tunnel(err)),
             }
         }
     }
 }
 
-/// Reads exactly `buf.len()` bytes; an end of stream anywhere reads as truncation,
-/// since a clean end is always announced by a `Close` record first.
-async fn read_exact_or_truncated(
-    tunnel: &mut ReadHalf<'_>,
-    buf: &mut [u8],
-) -> Result<(), RelayError> {
-    match tunnel.read_exact(buf).await {
-        Ok(_) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err(RecordError::Truncated.into())
-        }
-        Err(err) => Err(RelayError::Tunnel(err)),
-    }
+/// Most bytes the record reader buffers: two of the largest records, so that one
+/// read can take in a whole record and the start of the next.
+pub const READ_BUF_LEN: usize = 2 * MAX_RECORD_LEN;
+
+/// The error for an `Abort` record whose payload is `payload`.
+fn aborted(payload: &[u8]) -> RelayError {
+    let reason = payload.first().copied().map(AbortReason::from_byte);
+    RelayError::Aborted(reason.unwrap_or(AbortReason::Other))
 }
 
 /// Byte counters and the time of the last transfer, shared by both directions.
@@ -330,5 +375,98 @@ impl Activity {
             }
             tokio::time::sleep(timeout - quiet).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::crypto::CipherSuite;
+    use crate::crypto::aead::KEY_LEN;
+    use crate::record::MAX_SEALED_LEN;
+
+    /// A connected loopback pair: (writer side, reader side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap());
+        let (near, far) = tokio::join!(near, listener.accept());
+        (near.unwrap(), far.unwrap().0)
+    }
+
+    fn keys() -> (Sealer, RecordReader) {
+        let secret = Zeroizing::new([3u8; KEY_LEN]);
+        let suite = CipherSuite::Aes256Gcm;
+        let sealer = Sealer::new(suite, secret.clone());
+        (sealer, RecordReader::new(Opener::new(suite, secret)))
+    }
+
+    #[tokio::test]
+    async fn records_split_or_batched_arrive_whole_and_in_order() {
+        let (mut near, mut far) = pair().await;
+        let (mut sealer, mut reader) = keys();
+        let payloads: Vec<Vec<u8>> = (0..40usize)
+            .map(|i| {
+                let len = [0, 1, 700, MAX_PAYLOAD_LEN][i % 4];
+                (0..len).map(|b| (b * 31 + i) as u8).collect()
+            })
+            .collect();
+        let mut wire = Vec::new();
+        for payload in &payloads {
+            wire.extend(sealer.seal_to_vec(RecordType::Data, payload).unwrap());
+        }
+        // Odd-sized writes with pauses: records straddle reads, and several small
+        // ones share a read; full-size ones force the buffer to be compacted.
+        let writer = tokio::spawn(async move {
+            for chunk in wire.chunks(50_001) {
+                near.write_all(chunk).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            near
+        });
+        let (read, _) = far.split();
+        for (index, expected) in payloads.iter().enumerate() {
+            let (kind, payload) = reader.next(&read).await.unwrap();
+            assert_eq!(kind, RecordType::Data);
+            assert!(payload == &expected[..], "record {index} differs");
+            assert!(reader.buf.capacity() <= READ_BUF_LEN);
+        }
+        let _near = writer.await.unwrap();
+
+        // Nothing left and nothing arriving: the reader waits without a buffer.
+        let wait = tokio::time::timeout(Duration::from_millis(50), reader.next(&read));
+        assert!(wait.await.is_err(), "a record appeared from nowhere");
+        assert_eq!(reader.buf.capacity(), 0, "an idle reader kept its buffer");
+    }
+
+    #[tokio::test]
+    async fn end_of_stream_without_close_is_truncation() {
+        let (mut near, mut far) = pair().await;
+        let (mut sealer, mut reader) = keys();
+        let record = sealer.seal_to_vec(RecordType::Data, b"partial").unwrap();
+        near.write_all(&record[..record.len() - 3]).await.unwrap();
+        drop(near);
+        let (read, _) = far.split();
+        let err = reader.next(&read).await.unwrap_err();
+        assert!(
+            matches!(err, RelayError::Record(RecordError::Truncated)),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_header_is_refused_before_buffering() {
+        let (mut near, mut far) = pair().await;
+        let (_, mut reader) = keys();
+        let announced = (MAX_SEALED_LEN as u32 + 1).to_be_bytes();
+        near.write_all(&announced).await.unwrap();
+        let (read, _) = far.split();
+        let err = reader.next(&read).await.unwrap_err();
+        assert!(
+            matches!(err, RelayError::Record(RecordError::Oversize { .. })),
+            "{err}"
+        );
     }
 }

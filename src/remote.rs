@@ -22,7 +22,7 @@ use crate::handshake::resume::TicketStore;
 use crate::handshake::{self, HandshakeError, remote::RemoteParams};
 use crate::net;
 use crate::record::AbortReason;
-use crate::relay;
+use crate::relay::{self, RecordReader};
 use crate::shutdown::Shutdown;
 
 /// The remote role with its listener bound, ready to run.
@@ -122,14 +122,17 @@ async fn handle(
     if let Some(ticket) = established.ticket.take() {
         tickets.insert(ticket);
     }
+    let (suite, peer) = (established.suite, established.peer);
+    let mut sealer = established.sealer;
+    let mut reader = RecordReader::new(established.opener);
 
     // A pooled tunnel may wait here until the local side hands it a client.
     let wait = limits.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
     let opened = tokio::select! {
-        opened = tokio::time::timeout(wait, relay::wait_for_open(&mut tunnel, &mut established.opener)) => opened,
+        opened = tokio::time::timeout(wait, reader.wait_for_open(&mut tunnel)) => opened,
         () = shutdown.stopping() => {
             let reason = AbortReason::ShuttingDown;
-            let _ = relay::abort(&mut tunnel, &mut established.sealer, reason).await;
+            let _ = relay::abort(&mut tunnel, &mut sealer, reason).await;
             return;
         }
     };
@@ -154,13 +157,13 @@ async fn handle(
         Err(err) => {
             warn!(target = %config.target, error = %err, "cannot reach the target");
             let reason = AbortReason::TargetUnreachable;
-            let _ = relay::abort(&mut tunnel, &mut established.sealer, reason).await;
+            let _ = relay::abort(&mut tunnel, &mut sealer, reason).await;
             return;
         }
     };
     info!(
-        local_key = %established.peer,
-        cipher = %established.suite,
+        local_key = %peer,
+        cipher = %suite,
         resumed,
         target = %config.target,
         handshake_ms,
@@ -170,7 +173,8 @@ async fn handle(
     let (stats, result) = relay::run(
         &mut target,
         &mut tunnel,
-        established,
+        sealer,
+        reader,
         limits.idle_timeout,
         shutdown.cut(),
     )
