@@ -246,7 +246,7 @@ impl RecordReader {
     pub async fn wait_for_open(&mut self, tunnel: &mut TcpStream) -> Result<bool, RelayError> {
         let (read, _) = tunnel.split();
         match self.next(&read).await? {
-            (RecordType::Data, payload) if payload.is_empty() => Ok(true),
+            (RecordType::Data, []) => Ok(true),
             (RecordType::Close, _) => Ok(false),
             (RecordType::Abort, payload) => Err(aborted(payload)),
             (kind, _) => Err(RecordError::UnexpectedFirst(format!("{kind:?}")).into()),
