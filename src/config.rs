@@ -39,6 +39,14 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An option's value is out of range.
+    #[error("{option}: {reason}")]
+    Value {
+        /// The option.
+        option: &'static str,
+        /// What is wrong and what to write instead.
+        reason: String,
+    },
     /// The cipher list is empty.
     #[error("--ciphers: {0}")]
     Ciphers(String),
@@ -103,6 +111,11 @@ impl Forward {
             spec: spec.into(),
             reason,
         };
+        // Lists from the environment are split on commas; allow spaces after them.
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Err(error("empty rule (a stray comma in the list?)".into()));
+        }
         if spec.matches('[').count() != spec.matches(']').count() {
             return Err(error("unmatched bracket".into()));
         }
@@ -211,7 +224,7 @@ impl LocalConfig {
             remote_pin: keys::load_pin(&args.remote_key)?,
             ciphers: cipher_policy(&args.common)?,
             pool: usize::from(args.pool),
-            limits: limits(&args.common),
+            limits: limits(&args.common)?,
         })
     }
 }
@@ -268,7 +281,7 @@ impl RemoteConfig {
             key: Arc::new(keys::load_private_key(&args.key)?),
             authorized: Arc::new(AuthorizedKeys::load(&args.authorized_keys)?),
             ciphers: cipher_policy(&args.common)?,
-            limits: limits(&args.common),
+            limits: limits(&args.common)?,
         })
     }
 }
@@ -280,14 +293,25 @@ fn cipher_policy(common: &CommonArgs) -> Result<CipherPolicy, ConfigError> {
     CipherPolicy::explicit(&common.ciphers).map_err(ConfigError::Ciphers)
 }
 
-fn limits(common: &CommonArgs) -> Limits {
-    Limits {
+fn limits(common: &CommonArgs) -> Result<Limits, ConfigError> {
+    for (option, value) in [
+        ("--handshake-timeout", common.handshake_timeout),
+        ("--connect-timeout", common.connect_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError::Value {
+                option,
+                reason: "must be longer than zero, e.g. 10s".into(),
+            });
+        }
+    }
+    Ok(Limits {
         handshake_timeout: common.handshake_timeout,
         connect_timeout: common.connect_timeout,
         idle_timeout: Some(common.idle_timeout).filter(|timeout| !timeout.is_zero()),
         max_connections: common.max_connections as usize,
         shutdown_grace: common.shutdown_grace,
-    }
+    })
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {

@@ -137,6 +137,16 @@ impl PublicKey {
     /// [`KeyError::Size`] when the modulus is out of bounds.
     pub fn from_spki_der(spki_der: &[u8]) -> Result<Self, KeyError> {
         let origin = Path::new("public key sent by peer");
+        let info = rsa::pkcs8::SubjectPublicKeyInfoRef::try_from(spki_der).map_err(|err| {
+            KeyError::Format {
+                path: origin.into(),
+                reason: format!("not a SubjectPublicKeyInfo ({err})"),
+            }
+        })?;
+        check_algorithm(&info.algorithm.oid).map_err(|reason| KeyError::Format {
+            path: origin.into(),
+            reason,
+        })?;
         let key =
             rsa::PublicKey::from_public_key_der(spki_der).map_err(|err| KeyError::Format {
                 path: origin.into(),
@@ -146,7 +156,7 @@ impl PublicKey {
     }
 
     fn from_rsa(key: rsa::PublicKey, origin: &Path) -> Result<Self, KeyError> {
-        let bits = key.n_bits_precision() as usize;
+        let bits = modulus_bits(&key);
         if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
             return Err(KeyError::Size {
                 path: origin.into(),
@@ -177,7 +187,7 @@ impl PublicKey {
 
     /// Modulus size in bits.
     pub fn bits(&self) -> usize {
-        self.key.n_bits_precision() as usize
+        modulus_bits(&self.key)
     }
 
     /// Size of a signature made with the matching private key, in bytes.
@@ -302,8 +312,13 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
         reason,
     };
     let key = match block.tag() {
-        "PRIVATE KEY" => rsa::PrivateKey::from_pkcs8_der(block.contents())
-            .map_err(|err| format(not_rsa("PKCS#8 private key", &err.to_string())))?,
+        "PRIVATE KEY" => {
+            let info = rsa::pkcs8::PrivateKeyInfoRef::try_from(block.contents())
+                .map_err(|err| format(not_rsa("PKCS#8 private key", &err.to_string())))?;
+            check_algorithm(&info.algorithm.oid).map_err(format)?;
+            rsa::PrivateKey::from_pkcs8_der(block.contents())
+                .map_err(|err| format(not_rsa("PKCS#8 private key", &err.to_string())))?
+        }
         "RSA PRIVATE KEY" => {
             if block
                 .headers()
@@ -343,8 +358,13 @@ fn public_key_from_pem(block: &pem::Pem, path: &Path) -> Result<PublicKey, KeyEr
         reason,
     };
     let key = match block.tag() {
-        "PUBLIC KEY" => rsa::PublicKey::from_public_key_der(block.contents())
-            .map_err(|err| format(not_rsa("public key", &err.to_string())))?,
+        "PUBLIC KEY" => {
+            let info = rsa::pkcs8::SubjectPublicKeyInfoRef::try_from(block.contents())
+                .map_err(|err| format(not_rsa("public key", &err.to_string())))?;
+            check_algorithm(&info.algorithm.oid).map_err(format)?;
+            rsa::PublicKey::from_public_key_der(block.contents())
+                .map_err(|err| format(not_rsa("public key", &err.to_string())))?
+        }
         "RSA PUBLIC KEY" => rsa::PublicKey::from_pkcs1_der(block.contents())
             .map_err(|err| format(format!("invalid PKCS#1 RSA public key ({err})")))?,
         "PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
@@ -449,16 +469,46 @@ impl AuthorizedKeys {
     }
 }
 
-/// Reads the pinned remote key: a fingerprint string, or the path of a PEM key file.
+/// Reads the pinned remote key: a fingerprint (text after it, such as the rest of a
+/// `tunnel fingerprint` line, is ignored), or the path of a PEM key file.
 ///
 /// # Errors
 /// [`KeyError`] from parsing the fingerprint or loading the file.
 pub fn load_pin(value: &str) -> Result<Fingerprint, KeyError> {
-    if value.trim_start().starts_with("SHA256:") {
-        Fingerprint::parse(value)
-    } else {
-        Ok(load_public_key(Path::new(value))?.fingerprint)
+    let first = value.split_whitespace().next().unwrap_or_default();
+    if first.starts_with("SHA256:") {
+        return Fingerprint::parse(first);
     }
+    let path = Path::new(value);
+    if !path.exists() && Fingerprint::parse(&format!("SHA256:{first}")).is_ok() {
+        return Err(KeyError::Format {
+            path: path.into(),
+            reason: "no such file, but this looks like a bare fingerprint; write it with its \
+                     SHA256: prefix"
+                .into(),
+        });
+    }
+    Ok(load_public_key(path)?.fingerprint)
+}
+
+/// The size of an RSA key's modulus in bits, as `openssl` reports it.
+fn modulus_bits(key: &impl PublicKeyParts) -> usize {
+    key.n().bit_width() as usize
+}
+
+/// Accepts only the plain `rsaEncryption` algorithm identifier. Keys restricted to
+/// RSA-PSS carry another identifier that the RSA library would silently re-encode,
+/// so their fingerprint would not match what `openssl` computes for the same file.
+fn check_algorithm(oid: &rsa::pkcs8::ObjectIdentifier) -> Result<(), String> {
+    if *oid == rsa::pkcs1::ALGORITHM_OID {
+        return Ok(());
+    }
+    Err(format!(
+        "not an RSA key of the plain kind tunnel uses: its algorithm is {oid}, not \
+         rsaEncryption ({}), as for RSA-PSS-restricted or non-RSA keys; make a key with \
+         `tunnel keygen` or `openssl genpkey -algorithm RSA`",
+        rsa::pkcs1::ALGORITHM_OID
+    ))
 }
 
 const ENCRYPTED_HINT: &str = "private key is encrypted with a passphrase, which tunnel does not \

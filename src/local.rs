@@ -67,6 +67,9 @@ impl Local {
                 self.config.pool,
             );
             pool.fill();
+            shutdown
+                .tracker()
+                .spawn(pool.clone().maintain(shutdown.clone()));
             let forward = Arc::new(forward);
             let conn_shutdown = shutdown.clone();
             let config = self.config.clone();
@@ -121,7 +124,7 @@ async fn handle(
         remote = %forward.remote,
         cipher = %tunnel.established.suite,
         resumed = tunnel.resumed,
-        setup_ms = tunnel.setup.as_secs_f64() * 1e3,
+        setup_ms = net::millis(tunnel.setup),
         "tunnel open"
     );
 

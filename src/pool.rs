@@ -12,7 +12,7 @@
 //! [`crate::relay`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,13 +26,22 @@ use crate::handshake::resume::{self, Ticket};
 use crate::handshake::{self, Established, HandshakeError, local::LocalParams};
 use crate::net;
 use crate::record::RecordType;
+use crate::shutdown::Shutdown;
 
 /// Oldest a pooled tunnel may be when handed out; older ones are closed and
 /// replaced, so the remote never holds an unused tunnel for long.
 pub const POOL_MAX_AGE: Duration = Duration::from_secs(30);
 
-/// Pause after a failed background dial before the slot may be refilled again.
+/// Pause after a failed background dial before the pool dials again; it doubles
+/// with each failure in a row, up to [`REFILL_BACKOFF_MAX`].
 const REFILL_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Longest pause between background dials while the remote cannot be reached.
+const REFILL_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// How often the pool drops tunnels the remote closed or that grew too old, and
+/// dials replacements, when no client takes one.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why a tunnel could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +74,9 @@ pub struct TunnelPool {
     ticket: Mutex<Option<Ticket>>,
     ready: Mutex<VecDeque<(Tunnel, Instant)>>,
     dialing: AtomicUsize,
+    /// Failed background dials in a row, and when the next may start.
+    backoff: Mutex<(u32, Option<Instant>)>,
+    closed: AtomicBool,
 }
 
 impl TunnelPool {
@@ -78,11 +90,21 @@ impl TunnelPool {
             ticket: Mutex::new(None),
             ready: Mutex::new(VecDeque::new()),
             dialing: AtomicUsize::new(0),
+            backoff: Mutex::new((0, None)),
+            closed: AtomicBool::new(false),
         })
     }
 
     /// Starts dialing until the pool holds its size in ready tunnels.
     pub fn fill(self: &Arc<Self>) {
+        let waiting = self
+            .backoff
+            .lock()
+            .expect("backoff lock is never poisoned")
+            .1;
+        if self.closed.load(Ordering::Acquire) || waiting.is_some_and(|at| at > Instant::now()) {
+            return;
+        }
         loop {
             let ready = self
                 .ready
@@ -105,7 +127,16 @@ impl TunnelPool {
             tokio::spawn(
                 async move {
                     match pool.dial().await {
+                        Ok(tunnel) if pool.closed.load(Ordering::Acquire) => retire(tunnel).await,
                         Ok(tunnel) => {
+                            debug!(
+                                resumed = tunnel.resumed,
+                                cipher = %tunnel.established.suite,
+                                setup_ms = net::millis(tunnel.setup),
+                                "tunnel ready in the pool"
+                            );
+                            *pool.backoff.lock().expect("backoff lock is never poisoned") =
+                                (0, None);
                             let mut ready = pool.ready.lock().expect("pool lock is never poisoned");
                             ready.push_back((tunnel, Instant::now()));
                             drop(ready);
@@ -113,16 +144,70 @@ impl TunnelPool {
                             pool.fill();
                             return;
                         }
-                        Err(err) => {
-                            warn!(error = %err, "cannot prepare a tunnel");
-                            tokio::time::sleep(REFILL_BACKOFF).await;
-                        }
+                        Err(err) => pool.note_failure(&err),
                     }
                     pool.dialing.fetch_sub(1, Ordering::AcqRel);
                 }
                 .instrument(span),
             );
         }
+    }
+
+    /// Records a failed background dial and pushes the next one back. The first
+    /// failure in a row is a warning; repeats are logged at debug level.
+    fn note_failure(&self, err: &SetupError) {
+        let mut backoff = self.backoff.lock().expect("backoff lock is never poisoned");
+        let failures = backoff.0;
+        let pause = REFILL_BACKOFF
+            .saturating_mul(1 << failures.min(6))
+            .min(REFILL_BACKOFF_MAX);
+        *backoff = (failures.saturating_add(1), Some(Instant::now() + pause));
+        drop(backoff);
+        if failures == 0 {
+            warn!(error = %err, retry_in = ?pause, "cannot prepare a tunnel");
+        } else {
+            debug!(error = %err, retry_in = ?pause, failures = failures + 1, "cannot prepare a tunnel");
+        }
+    }
+
+    /// Keeps the pool fresh until `shutdown`: drops tunnels the remote has closed
+    /// or that are too old, dials replacements, and at shutdown retires every ready
+    /// tunnel with a `Close` record so the remote does not take the end for an
+    /// attack.
+    pub async fn maintain(self: Arc<Self>, shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(MAINTENANCE_INTERVAL) => {
+                    self.prune();
+                    self.fill();
+                }
+                () = shutdown.stopping() => break,
+            }
+        }
+        self.closed.store(true, Ordering::Release);
+        let ready: Vec<_> = self
+            .ready
+            .lock()
+            .expect("pool lock is never poisoned")
+            .drain(..)
+            .collect();
+        for (tunnel, _) in ready {
+            retire(tunnel).await;
+        }
+    }
+
+    /// Retires ready tunnels that are too old or no longer open.
+    fn prune(&self) {
+        let mut ready = self.ready.lock().expect("pool lock is never poisoned");
+        let mut kept = VecDeque::with_capacity(ready.len());
+        for (tunnel, since) in ready.drain(..) {
+            if since.elapsed() < POOL_MAX_AGE && is_idle_and_open(&tunnel.stream) {
+                kept.push_back((tunnel, since));
+            } else {
+                tokio::spawn(retire(tunnel));
+            }
+        }
+        *ready = kept;
     }
 
     /// A tunnel for a new client: a pooled one if a live one is ready, otherwise one

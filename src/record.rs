@@ -108,6 +108,8 @@ pub enum AbortReason {
     TargetUnreachable,
     /// The remote is shutting down.
     ShuttingDown,
+    /// The sender closed the connection after its idle timeout.
+    Idle,
     /// Anything else; the details are in the sender's log.
     Other,
 }
@@ -118,6 +120,7 @@ impl AbortReason {
         match self {
             AbortReason::TargetUnreachable => 1,
             AbortReason::ShuttingDown => 2,
+            AbortReason::Idle => 3,
             AbortReason::Other => 255,
         }
     }
@@ -127,6 +130,7 @@ impl AbortReason {
         match byte {
             1 => AbortReason::TargetUnreachable,
             2 => AbortReason::ShuttingDown,
+            3 => AbortReason::Idle,
             _ => AbortReason::Other,
         }
     }
@@ -136,8 +140,9 @@ impl std::fmt::Display for AbortReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             AbortReason::TargetUnreachable => "the remote could not reach its target",
-            AbortReason::ShuttingDown => "the remote is shutting down",
-            AbortReason::Other => "the remote gave up on the connection",
+            AbortReason::ShuttingDown => "the peer is shutting down",
+            AbortReason::Idle => "the peer closed the connection as idle",
+            AbortReason::Other => "the peer gave up on the connection",
         })
     }
 }

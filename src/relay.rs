@@ -76,15 +76,42 @@ pub async fn run(
     cut: impl Future<Output = ()>,
 ) -> (RelayStats, Result<(), RelayError>) {
     let activity = Activity::new();
+    let stop = Stop::default();
     let result = {
         let (plain_read, plain_write) = plain.split();
         let (tunnel_read, tunnel_write) = tunnel.split();
-        let outbound = plain_to_tunnel(plain_read, tunnel_write, sealer, &activity);
+        let outbound = plain_to_tunnel(plain_read, tunnel_write, sealer, &activity, &stop);
         let inbound = tunnel_to_plain(tunnel_read, plain_write, reader, &activity);
-        tokio::select! {
-            result = async { tokio::try_join!(outbound, inbound).map(|_| ()) } => result,
-            timeout = activity.idle(idle_timeout) => Err(RelayError::Idle(timeout)),
-            () = cut => Err(RelayError::Shutdown),
+        tokio::pin!(outbound, inbound, cut);
+        let (mut out_done, mut in_done) = (false, false);
+        loop {
+            let stopping = tokio::select! {
+                result = &mut outbound, if !out_done => match result {
+                    Ok(()) => { out_done = true; None }
+                    Err(err) => break Err(err),
+                },
+                result = &mut inbound, if !in_done => match result {
+                    Ok(()) => { in_done = true; None }
+                    Err(err) => break Err(err),
+                },
+                timeout = activity.idle(idle_timeout) => {
+                    Some((AbortReason::Idle, RelayError::Idle(timeout)))
+                }
+                () = &mut cut => Some((AbortReason::ShuttingDown, RelayError::Shutdown)),
+            };
+            if out_done && in_done {
+                break Ok(());
+            }
+            let Some((reason, error)) = stopping else {
+                continue;
+            };
+            // Let the sending half tell the peer why, unless it has already closed
+            // its direction or is stuck behind a peer that does not read.
+            stop.trigger(reason);
+            if !out_done {
+                let _ = tokio::time::timeout(ABORT_GRACE, &mut outbound).await;
+            }
+            break Err(error);
         }
     };
     if result.is_err() {
@@ -95,12 +122,16 @@ pub async fn run(
 }
 
 /// Logs the end of a relay: `info` for a clean close, an idle timeout or a shutdown
-/// cut, `warn` for anything else.
+/// on either side, `warn` for anything else.
 pub fn log_outcome(stats: RelayStats, elapsed: Duration, result: &Result<(), RelayError>) {
     let (sent, received) = (stats.sent, stats.received);
     match result {
         Ok(()) => info!(sent, received, duration = ?elapsed, "connection closed"),
-        Err(err @ (RelayError::Idle(_) | RelayError::Shutdown)) => {
+        Err(
+            err @ (RelayError::Idle(_)
+            | RelayError::Shutdown
+            | RelayError::Aborted(AbortReason::Idle | AbortReason::ShuttingDown)),
+        ) => {
             info!(sent, received, duration = ?elapsed, reason = %err, "connection closed");
         }
         Err(err) => {
@@ -136,13 +167,20 @@ async fn plain_to_tunnel(
     mut tunnel: WriteHalf<'_>,
     mut sealer: Sealer,
     activity: &Activity,
+    stop: &Stop,
 ) -> Result<(), RelayError> {
     let mut buf: Option<Vec<u8>> = None;
     loop {
-        if buf.is_none()
-            && let Err(err) = plain.readable().await
-        {
-            return Err(fail_plain(&mut tunnel, &mut sealer, err).await);
+        if let Some(reason) = stop.reason() {
+            return Err(send_abort(&mut tunnel, &mut sealer, reason).await);
+        }
+        if buf.is_none() {
+            tokio::select! {
+                ready = plain.readable() => if let Err(err) = ready {
+                    return Err(fail_plain(&mut tunnel, &mut sealer, err).await);
+                },
+                () = stop.token.cancelled() => continue,
+            }
         }
         let record = buf.get_or_insert_with(|| Vec::with_capacity(MAX_RECORD_LEN));
         record.clear();
@@ -175,6 +213,40 @@ async fn plain_to_tunnel(
             .await
             .map_err(RelayError::Tunnel)?;
     }
+}
+
+/// Why the relay is being stopped from outside (idle timeout, shutdown), for the
+/// sending half to put in an `Abort` record.
+#[derive(Default)]
+struct Stop {
+    token: tokio_util::sync::CancellationToken,
+    reason: std::sync::OnceLock<AbortReason>,
+}
+
+impl Stop {
+    fn trigger(&self, reason: AbortReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<AbortReason> {
+        self.reason.get().copied()
+    }
+}
+
+/// How long the sending half gets, once the relay is stopped, to put its `Abort`
+/// record on the wire; a peer that does not read gets no record.
+const ABORT_GRACE: Duration = Duration::from_millis(200);
+
+/// Sends `reason` in an `Abort` record; returns the error the half ends with (the
+/// relay reports its own reason instead).
+async fn send_abort(
+    tunnel: &mut WriteHalf<'_>,
+    sealer: &mut Sealer,
+    reason: AbortReason,
+) -> RelayError {
+    let _ = abort(tunnel, sealer, reason).await;
+    RelayError::Shutdown
 }
 
 /// Tells the peer the plaintext side failed (so it is not taken for an end of

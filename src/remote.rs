@@ -109,15 +109,24 @@ async fn handle(
     };
     let handshake = handshake::remote::run(&mut tunnel, &params);
     let outcome = tokio::time::timeout(limits.handshake_timeout, handshake).await;
-    let mut established =
-        match outcome.unwrap_or(Err(HandshakeError::Timeout(limits.handshake_timeout))) {
-            Ok(established) => established,
-            Err(err) => {
-                warn!(error = %err, "handshake failed");
-                return;
-            }
-        };
-    let handshake_ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut established = match outcome
+        .unwrap_or(Err(HandshakeError::Timeout(limits.handshake_timeout)))
+    {
+        Ok(established) => established,
+        Err(HandshakeError::UnknownTicket) => {
+            // Normal after a restart or once tickets expire: the local side
+            // follows up with a full handshake.
+            debug!(
+                "resumption ticket unknown or expired; refused so the local side does a full handshake"
+            );
+            return;
+        }
+        Err(err) => {
+            warn!(error = %err, "handshake failed");
+            return;
+        }
+    };
+    let handshake_ms = net::millis(started.elapsed());
     let resumed = established.ticket.is_none();
     if let Some(ticket) = established.ticket.take() {
         tickets.insert(ticket);
@@ -148,6 +157,7 @@ async fn handle(
         }
         Err(_) => {
             info!(waited = ?wait, "unused tunnel closed as idle");
+            let _ = relay::abort(&mut tunnel, &mut sealer, AbortReason::Idle).await;
             return;
         }
     }

@@ -91,6 +91,101 @@ fn too_small_key_is_refused() {
 }
 
 #[test]
+fn key_just_under_the_minimum_is_refused_with_its_exact_size() {
+    // 2000 bits occupies as many 64-bit words as 2048; the check must count bits.
+    let dir = TempDir::new("key-2000");
+    let key = dir.path("k2000.pem");
+    openssl(&["genrsa", "-out", path_str(&key), "2000"]);
+    let out = run(local_with_key(path_str(&key)), QUICK);
+    assert_config_error(&out, &[path_str(&key), "2000 bits", "2048"]);
+}
+
+#[test]
+fn fingerprint_reports_the_exact_modulus_size() {
+    let dir = TempDir::new("key-3000");
+    let key = dir.path("k3000.pem");
+    openssl(&["genrsa", "-out", path_str(&key), "3000"]);
+    let out = run(tunnel(&["fingerprint", path_str(&key)]), QUICK);
+    assert_success(&out);
+    assert!(out.stdout.contains("(3000 bits)"), "{}", out.stdout);
+}
+
+#[test]
+fn rsa_pss_restricted_keys_are_refused() {
+    // Their SPKI names another algorithm, so a fingerprint of ours would not match
+    // the openssl pipeline's; they are refused rather than silently re-encoded.
+    let dir = TempDir::new("key-pss");
+    let private = dir.path("pss.pem");
+    let public = dir.path("pss.pub");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA-PSS",
+        "-out",
+        path_str(&private),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        path_str(&private),
+        "-pubout",
+        "-out",
+        path_str(&public),
+    ]);
+    for key in [&private, &public] {
+        let out = run(tunnel(&["fingerprint", path_str(key)]), QUICK);
+        assert_config_error(
+            &out,
+            &[path_str(key), "not an RSA key", "1.2.840.113549.1.1.10"],
+        );
+    }
+}
+
+#[test]
+fn a_whole_fingerprint_line_pins_the_remote() {
+    // `--remote-key "$(tunnel fingerprint remote.pub)"` works as typed; a bare
+    // fingerprint without its prefix gets a hint instead of "no such file".
+    let public = fixture("test-only-remote.pub.pem");
+    let out = run(tunnel(&["fingerprint", path_str(&public)]), QUICK);
+    assert_success(&out);
+    let line = out.stdout.trim().to_owned();
+    let bind_in_use = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = bind_in_use.local_addr().unwrap().port();
+    let forward = format!("{port}:127.0.0.1:9");
+    let mut cmd = tunnel(&["local", "--forward", &forward, "--remote-key", &line]);
+    cmd.arg("--key").arg(fixture("test-only-local.pem"));
+    // The pin parses, so the first error is the port held above.
+    assert_config_error(&run(cmd, QUICK), &["cannot listen", &port.to_string()]);
+
+    let bare = line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_start_matches("SHA256:");
+    let mut cmd = tunnel(&["local", "--forward", "0:127.0.0.1:9", "--remote-key", bare]);
+    cmd.arg("--key").arg(fixture("test-only-local.pem"));
+    assert_config_error(&run(cmd, QUICK), &[bare, "SHA256: prefix"]);
+}
+
+#[test]
+fn zero_handshake_or_connect_timeout_is_refused() {
+    for option in ["--handshake-timeout", "--connect-timeout"] {
+        let mut cmd = local_forward("0:127.0.0.1:9");
+        cmd.args([option, "0s"]);
+        assert_config_error(&run(cmd, QUICK), &[option, "longer than zero"]);
+    }
+}
+
+#[test]
+fn forward_lists_from_the_environment_tolerate_spaces() {
+    let mut cmd = tunnel(&["local", "--remote-key", UNKNOWN_PIN]);
+    cmd.arg("--key").arg(fixture("test-only-local.pem"));
+    cmd.env("TUNNEL_FORWARD", "0:127.0.0.1:9, x");
+    // The first rule parses despite the space after the comma; the second is named.
+    assert_config_error(&run(cmd, QUICK), &["\" x\"", "too few parts"]);
+}
+
+#[test]
 fn non_rsa_key_is_refused() {
     let ed25519 = fixture("test-only-ed25519.pem");
     let out = run(local_with_key(path_str(&ed25519)), QUICK);

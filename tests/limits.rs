@@ -1,7 +1,7 @@
 //! Abuse of the listeners and the bounds that contain it: bytes that are not the
-//! tunnel protocol, a peer that never speaks, an idle relay, and the connection
-//! limit. In each case the offending connection is closed for the stated reason
-//! while other clients go on being served.
+//! tunnel protocol, a peer that never speaks, an idle relay, the connection limit,
+//! and stopping. In each case the connection is closed for the stated reason, the
+//! peer is told why where it can be, and other clients go on being served.
 //!
 //! Both roles run in-process on loopback with a current-thread runtime, so the log
 //! lines of every role task land in one [`Logs`] capture and each test can check
@@ -127,6 +127,14 @@ async fn idle_relays_are_closed_and_others_keep_flowing() {
         line.contains("connection closed") && line.contains("closed as idle")
     })
     .await;
+    // The remote says so in an Abort record: the local reports the reason, calmly.
+    let told = logs
+        .wait_for("local", |line| {
+            line.contains("connection closed")
+                && line.contains("the peer closed the connection as idle")
+        })
+        .await;
+    assert!(told.contains("INFO"), "{told}");
     tokio::time::timeout(PROMPT * 2, pinger)
         .await
         .expect("the busy connection stalled")
@@ -222,4 +230,56 @@ async fn echo_through(addr: SocketAddr, len: usize) {
         .unwrap();
     writer.await.unwrap();
     assert!(back == data, "the echo came back altered");
+}
+
+#[tokio::test]
+async fn a_stopping_local_retires_its_pooled_tunnels_with_close_records() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let target = common::echo_target().await;
+    let remote = common::spawn_remote(common::remote_config(target)).await;
+    let local = common::spawn_local(common::local_config(remote.addr)).await;
+    let pool = tunnel::config::DEFAULT_POOL_SIZE;
+    logs.wait_for_count(pool, |line| line.contains("tunnel ready in the pool"))
+        .await;
+
+    local.stop().await;
+    logs.wait_for_count(pool, |line| {
+        line.contains("unused tunnel retired by the local side")
+    })
+    .await;
+    let failures = logs.lines(|line| line.contains("WARN"));
+    assert!(
+        failures.is_empty(),
+        "warnings at a clean stop: {failures:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_cut_at_shutdown_tells_the_peer_why() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let target = common::echo_target().await;
+    let remote = common::spawn_remote(common::remote_config(target)).await;
+    let mut config = common::local_config(remote.addr);
+    config.limits.shutdown_grace = Duration::from_millis(300);
+    let local = common::spawn_local(config).await;
+
+    let mut client = TcpStream::connect(local.addr).await.unwrap();
+    client.write_all(b"open").await.unwrap();
+    let mut reply = [0u8; 4];
+    client.read_exact(&mut reply).await.unwrap();
+
+    let stopping = tokio::spawn(local.stop());
+    expect_closed(client).await;
+    let line = logs
+        .wait_for("remote", |line| {
+            line.contains("connection closed") && line.contains("the peer is shutting down")
+        })
+        .await;
+    assert!(line.contains("INFO"), "{line}");
+    tokio::time::timeout(PROMPT, stopping)
+        .await
+        .expect("the local did not finish stopping")
+        .unwrap();
 }

@@ -198,6 +198,29 @@ impl Logs {
     }
 }
 
+impl Logs {
+    /// Lines logged so far that match.
+    pub fn lines(&self, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines()
+            .filter(|line| wanted(line))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until at least `count` lines match; fails the test after [`PROMPT`].
+    pub async fn wait_for_count(&self, count: usize, wanted: impl Fn(&str) -> bool) {
+        for _ in 0..(PROMPT.as_millis() / 20) {
+            if self.lines(&wanted).len() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        panic!("fewer than {count} matching lines; the log was:\n{text}");
+    }
+}
+
 impl std::io::Write for Logs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
