@@ -183,8 +183,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// cutting ordinary pauses in interactive use.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// Default connection limit per role. Each connection holds about 200 KiB of relay
-/// buffers at most, so the default bounds relay memory near 200 MiB.
+/// Default connection limit per role. A connection moving data both ways holds at
+/// most about 290 KiB of relay buffers (one record each way, the inbound one with
+/// 16 KiB to spare) and an idle one none, so the default bounds relay buffers near
+/// 290 MiB.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Default grace period at shutdown.

@@ -11,9 +11,10 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -24,6 +25,8 @@ use rsa::pkcs8::{
 use rsa::sha2::Sha256;
 use rsa::traits::PublicKeyParts;
 use sha2::Digest;
+use tokio::sync::Semaphore;
+use tracing::warn;
 
 /// Smallest RSA modulus we accept or generate, in bits. Smaller keys are refused
 /// at load time, and a peer presenting one fails the handshake.
@@ -32,6 +35,15 @@ pub const MIN_RSA_BITS: usize = 2048;
 /// Largest RSA modulus we accept, in bits; bounds the cost a peer can make us spend
 /// verifying a signature.
 pub const MAX_RSA_BITS: usize = 8192;
+
+/// RSA signatures made at once per process, each on a blocking-pool thread. One
+/// keeps a flood of handshakes from taking more than one core away from relaying;
+/// handshakes beyond it wait their turn within their handshake timeout.
+pub const MAX_CONCURRENT_SIGNATURES: usize = 1;
+
+/// Largest key or authorized-keys file read, in bytes; anything larger is refused
+/// before it is read (a key file is a few KiB).
+pub const MAX_KEY_FILE_LEN: u64 = 1024 * 1024;
 
 /// Modulus size `tunnel keygen` uses unless told otherwise, in bits.
 pub const DEFAULT_RSA_BITS: usize = 3072;
@@ -218,8 +230,9 @@ impl fmt::Debug for PublicKey {
 
 /// An RSA private key. Its `Debug` output shows only the public fingerprint; the
 /// RSA library wipes the secret parts when it is dropped.
+#[derive(Clone)]
 pub struct PrivateKey {
-    key: rsa::PrivateKey,
+    key: Arc<rsa::PrivateKey>,
     public: PublicKey,
 }
 
@@ -242,7 +255,10 @@ impl PrivateKey {
 
     fn from_rsa(key: rsa::PrivateKey, origin: &Path) -> Result<Self, KeyError> {
         let public = PublicKey::from_rsa(key.to_public_key(), origin)?;
-        Ok(Self { key, public })
+        Ok(Self {
+            key: Arc::new(key),
+            public,
+        })
     }
 
     /// The matching public key.
@@ -259,6 +275,26 @@ impl PrivateKey {
         self.key
             .pss_sign::<Sha256>(message)
             .map_err(|err| KeyError::Rsa(err.to_string()))
+    }
+
+    /// Signs like [`PrivateKey::sign`], on a blocking-pool thread and at most
+    /// [`MAX_CONCURRENT_SIGNATURES`] at a time in this process. An RSA signature takes
+    /// milliseconds; made on an async worker it would stall every connection that
+    /// worker serves, and anyone who knows an accepted public key can ask a remote
+    /// for signatures.
+    ///
+    /// # Errors
+    /// As [`PrivateKey::sign`].
+    pub async fn sign_off_thread(&self, message: Vec<u8>) -> Result<Vec<u8>, KeyError> {
+        static SIGNING: Semaphore = Semaphore::const_new(MAX_CONCURRENT_SIGNATURES);
+        let _permit = SIGNING
+            .acquire()
+            .await
+            .expect("the signing semaphore is never closed");
+        let key = self.clone();
+        tokio::task::spawn_blocking(move || key.sign(&message))
+            .await
+            .map_err(|err| KeyError::Rsa(format!("signing task failed: {err}")))?
     }
 
     /// Writes the private key (PKCS#8 PEM, mode 0600) to `path` and the public key
@@ -307,6 +343,12 @@ pub fn public_key_path(private_path: &Path) -> PathBuf {
 /// kind of key, or holds a key of the wrong size.
 pub fn load_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
     let block = read_pem(path)?;
+    let key = private_key_from_pem(&block, path)?;
+    warn_if_readable_by_others(path);
+    Ok(key)
+}
+
+fn private_key_from_pem(block: &pem::Pem, path: &Path) -> Result<PrivateKey, KeyError> {
     let format = |reason: String| KeyError::Format {
         path: path.into(),
         reason,
@@ -368,7 +410,7 @@ fn public_key_from_pem(block: &pem::Pem, path: &Path) -> Result<PublicKey, KeyEr
         "RSA PUBLIC KEY" => rsa::PublicKey::from_pkcs1_der(block.contents())
             .map_err(|err| format(format!("invalid PKCS#1 RSA public key ({err})")))?,
         "PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
-            return Ok(load_private_key(path)?.public);
+            return Ok(private_key_from_pem(block, path)?.public);
         }
         other => return Err(format(unexpected_label(other, "a public key"))),
     };
@@ -398,9 +440,10 @@ impl AuthorizedKeys {
     /// [`KeyError::Format`] naming the file and line of the first entry that is neither a
     /// PEM public key nor a fingerprint, or when the file lists no key at all.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
+        let bytes = read_small_file(path)?;
+        let text = String::from_utf8(bytes).map_err(|_| KeyError::Format {
             path: path.into(),
-            source,
+            reason: "is not UTF-8 text; list PEM public keys or SHA256:... fingerprints".into(),
         })?;
         let mut fingerprints = HashSet::new();
         let mut pem_block: Option<(usize, String)> = None;
@@ -416,6 +459,15 @@ impl AuthorizedKeys {
                         path: at.clone().into(),
                         reason: format!("unreadable PEM block ({err})"),
                     })?;
+                    if parsed.tag().contains("PRIVATE") {
+                        return Err(KeyError::Format {
+                            path: at.into(),
+                            reason: "a private key does not belong here; list the matching \
+                                     public key (its .pub file) or its fingerprint instead, and \
+                                     keep the private key on the local side only"
+                                .into(),
+                        });
+                    }
                     fingerprints.insert(public_key_from_pem(&parsed, Path::new(&at))?.fingerprint);
                     pem_block = None;
                 }
@@ -527,10 +579,7 @@ fn unexpected_label(label: &str, wanted: &str) -> String {
 }
 
 fn read_pem(path: &Path) -> Result<pem::Pem, KeyError> {
-    let bytes = fs::read(path).map_err(|source| KeyError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = read_small_file(path)?;
     if bytes.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY") {
         return Err(KeyError::Format {
             path: path.into(),
@@ -543,6 +592,51 @@ fn read_pem(path: &Path) -> Result<pem::Pem, KeyError> {
         path: path.into(),
         reason: format!("not a PEM file ({err}); expected -----BEGIN ... KEY----- text"),
     })
+}
+
+/// Reads a regular file of at most [`MAX_KEY_FILE_LEN`] bytes. Devices, pipes and
+/// directories are refused before opening, so a wrong path neither hangs (a FIFO)
+/// nor fills memory (`/dev/zero`).
+fn read_small_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let io_err = |source| KeyError::Io {
+        path: path.into(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(io_err)?;
+    let refuse = |reason: String| KeyError::Format {
+        path: path.into(),
+        reason,
+    };
+    if !meta.is_file() {
+        return Err(refuse(
+            "is not a regular file; give the path of a PEM key file".into(),
+        ));
+    }
+    if meta.len() > MAX_KEY_FILE_LEN {
+        return Err(refuse(format!(
+            "is {} bytes, more than any key file ({MAX_KEY_FILE_LEN} at most); check the path",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    fs::File::open(path)
+        .and_then(|file| file.take(MAX_KEY_FILE_LEN).read_to_end(&mut bytes))
+        .map_err(io_err)?;
+    Ok(bytes)
+}
+
+/// Warns when a private key file can be read by other users; it still loads, as
+/// mounted secrets in containers often come with loose modes.
+fn warn_if_readable_by_others(path: &Path) {
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "private key file is readable by other users; restrict it with chmod 600"
+        );
+    }
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<(), KeyError> {
@@ -588,6 +682,38 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tunnel-keys-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_private_key_in_authorized_keys_is_refused_in_place() {
+        let private = include_str!("../tests/fixtures/test-only-remote.pem");
+        let path = temp_file("authorized-with-private", private.as_bytes());
+        let err = AuthorizedKeys::load(&path).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(err.contains("a private key does not belong here"), "{err}");
+    }
+
+    #[test]
+    fn devices_and_oversized_files_are_refused_before_reading() {
+        for device in ["/dev/zero", "/dev/null"] {
+            let err = load_pin(device).unwrap_err().to_string();
+            assert!(err.contains("not a regular file"), "{device}: {err}");
+            let err = AuthorizedKeys::load(Path::new(device))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not a regular file"), "{device}: {err}");
+        }
+        let big = temp_file("big.pem", &vec![b'A'; MAX_KEY_FILE_LEN as usize + 1]);
+        let err = load_private_key(&big).unwrap_err().to_string();
+        assert!(err.contains("more than any key file"), "{err}");
     }
 
     #[test]

@@ -189,6 +189,7 @@ async fn plain_to_tunnel(
             Ok(read) => read,
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                 buf = None;
+                sealer.release_key();
                 continue;
             }
             Err(err) => return Err(fail_plain(&mut tunnel, &mut sealer, err).await),
@@ -372,8 +373,10 @@ impl RecordReader {
                 Ok(_) => return Ok(()),
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                     if self.buf.is_empty() {
-                        // Nothing half-read: hold no buffer while waiting.
+                        // Nothing half-read: hold no buffer, nor expanded key, while
+                        // waiting.
                         self.buf = Vec::new();
+                        self.opener.release_key();
                     } else {
                         tunnel.readable().await.map_err(RelayError::Tunnel)?;
                     }
@@ -384,9 +387,10 @@ impl RecordReader {
     }
 }
 
-/// Most bytes the record reader buffers: two of the largest records, so that one
-/// read can take in a whole record and the start of the next.
-pub const READ_BUF_LEN: usize = 2 * MAX_RECORD_LEN;
+/// Most bytes the record reader buffers: the largest record and 16 KiB more, so one
+/// read can take in a whole record and the start of the next while a stalled
+/// connection holds little more than one record.
+pub const READ_BUF_LEN: usize = MAX_RECORD_LEN + 16 * 1024;
 
 /// The error for an `Abort` record whose payload is `payload`.
 fn aborted(payload: &[u8]) -> RelayError {

@@ -95,7 +95,10 @@ where
     if !shared.was_contributory() {
         return Err(HandshakeError::WeakKeyShare);
     }
-    let signature = params.key.sign(&transcript.signed_message(CONTEXT_LOCAL))?;
+    let signature = params
+        .key
+        .sign_off_thread(transcript.signed_message(CONTEXT_LOCAL))
+        .await?;
     let local_auth = frame(FrameType::LocalAuth, &signature);
     transcript.add(&local_auth);
     stream.write_all(&local_auth).await?;

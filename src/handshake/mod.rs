@@ -373,6 +373,21 @@ fn alert_error(body: &[u8]) -> HandshakeError {
     }
 }
 
+/// Rewords a frame-reading error for the remote side. The shared reader turns an
+/// Alert into the error a local would report ("remote refused our key", ...), but
+/// only the remote sends Alerts: one arriving from the local is a protocol error.
+fn from_local(err: HandshakeError) -> HandshakeError {
+    match err {
+        HandshakeError::RefusedByRemote
+        | HandshakeError::UnknownTicket
+        | HandshakeError::NoCommonCipher { .. }
+        | HandshakeError::Version { .. } => HandshakeError::Malformed(
+            "the local side sent an alert, which only the remote sends".into(),
+        ),
+        other => other,
+    }
+}
+
 /// A cursor over a frame body that turns short reads into `Malformed` errors.
 struct Reader<'a> {
     bytes: &'a [u8],

@@ -12,8 +12,8 @@ use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 use super::resume::{self, TicketStore};
 use super::{
     AlertCode, CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FLAG_AES_HARDWARE, FrameType,
-    HandshakeError, MAX_OFFERED_SUITES, PROTOCOL_VERSION, Reader, Transcript, frame, key_schedule,
-    preface, push_u16_prefixed, read_frame, read_frame_of, read_preface, send_alert,
+    HandshakeError, MAX_OFFERED_SUITES, PROTOCOL_VERSION, Reader, Transcript, frame, from_local,
+    key_schedule, preface, push_u16_prefixed, read_frame, read_frame_of, read_preface, send_alert,
 };
 use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
 use crate::keys::{AuthorizedKeys, Fingerprint, PrivateKey, PublicKey};
@@ -53,7 +53,7 @@ where
     };
     transcript.add(&local_preface);
     let expected = [FrameType::LocalHello, FrameType::ResumeHello];
-    let (kind, hello) = read_frame_of(stream, &expected).await?;
+    let (kind, hello) = read_frame_of(stream, &expected).await.map_err(from_local)?;
     transcript.add(&hello);
     if kind == FrameType::ResumeHello {
         let Some(tickets) = params.tickets else {
@@ -115,14 +115,17 @@ where
     transcript.add(&flight);
     let signature = params
         .key
-        .sign(&transcript.signed_message(CONTEXT_REMOTE))?;
+        .sign_off_thread(transcript.signed_message(CONTEXT_REMOTE))
+        .await?;
     let auth = frame(FrameType::RemoteAuth, &signature);
     transcript.add(&auth);
     flight.extend_from_slice(&auth);
     stream.write_all(&flight).await?;
     stream.flush().await?;
 
-    let local_auth = read_frame(stream, FrameType::LocalAuth).await?;
+    let local_auth = read_frame(stream, FrameType::LocalAuth)
+        .await
+        .map_err(from_local)?;
     if !local_key.verify(&transcript.signed_message(CONTEXT_LOCAL), &local_auth[3..]) {
         send_alert(stream, AlertCode::AuthenticationFailed, &[]).await;
         return Err(HandshakeError::BadSignature { signer: "local" });

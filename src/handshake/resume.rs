@@ -34,7 +34,8 @@ use zeroize::Zeroizing;
 
 use super::{
     AlertCode, Established, FLAG_AES_HARDWARE, FrameType, HandshakeError, MAX_OFFERED_SUITES,
-    Reader, Transcript, frame, key_schedule, preface, read_frame, read_preface, send_alert,
+    Reader, Transcript, frame, from_local, key_schedule, preface, read_frame, read_preface,
+    send_alert,
 };
 use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
 use crate::keys::Fingerprint;
@@ -314,7 +315,9 @@ where
     flight.extend_from_slice(&finished);
     stream.write_all(&flight).await?;
 
-    let theirs = read_frame(stream, FrameType::LocalFinished).await?;
+    let theirs = read_frame(stream, FrameType::LocalFinished)
+        .await
+        .map_err(from_local)?;
     if !keys.verify(LABEL_LOCAL_FINISHED, &transcript, &theirs[3..]) {
         send_alert(stream, AlertCode::AuthenticationFailed, &[]).await;
         return Err(HandshakeError::BadFinished { signer: "local" });

@@ -14,7 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream
 
 use super::local::{self, LocalParams};
 use super::remote::{self, RemoteParams};
-use super::{Established, FrameType, HandshakeError, MAGIC, MAX_FRAME_LEN, PREFACE_LEN, preface};
+use super::{
+    AlertCode, Established, FrameType, HandshakeError, MAGIC, MAX_FRAME_LEN, PREFACE_LEN, preface,
+};
 use crate::crypto::CipherSuite::{Aes256Gcm as Aes, ChaCha20Poly1305 as ChaCha};
 use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
 use crate::keys::{AuthorizedKeys, Fingerprint, PrivateKey, load_private_key};
@@ -243,6 +245,20 @@ async fn oversized_frame_length_is_malformed() {
             )
             .await;
         assert_fails!(local, HandshakeError::Malformed(why) if why.contains(&shown));
+    }
+}
+
+#[tokio::test]
+async fn an_alert_from_the_local_is_a_protocol_error_on_the_remote() {
+    // The remote must not log a local's alert in the local's words ("remote
+    // refused our key"): only remotes send alerts.
+    let setup = Setup::new();
+    for code in [AlertCode::AuthenticationFailed, AlertCode::UnknownTicket] {
+        let mut script = preface_and_header(FrameType::Alert, 1);
+        script.push(code as u8);
+        let (remote, received) = setup.remote_against(&script, After::Wait).await;
+        assert_fails!(remote, HandshakeError::Malformed(why) if why.contains("only the remote sends"));
+        assert!(received.is_empty(), "the remote answered: {received:?}");
     }
 }
 
