@@ -1,0 +1,403 @@
+//! The resumed handshake under attack, over loopback sockets: a ticket from a real
+//! full handshake, then resumed handshakes through a proxy that flips a bit in one
+//! message, rewrites the cipher offer, or replays a recorded local flight. Each
+//! must fail with the precise error and give the attacker no working connection.
+//! The last test restarts a remote under a running local: the local's ticket is
+//! then unknown, and it must fall back to a full handshake without a client
+//! noticing.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tunnel::crypto::CipherPolicy;
+use tunnel::handshake::local::LocalParams;
+use tunnel::handshake::remote::RemoteParams;
+use tunnel::handshake::resume::{self, Ticket, TicketStore};
+use tunnel::handshake::{self, Established, HandshakeError};
+use tunnel::keys::AuthorizedKeys;
+use tunnel::record::RecordType;
+
+use common::{Logs, PROMPT, fingerprint, key};
+
+const PREFACE_LEN: usize = 8;
+const RESUME_HELLO: u8 = 5;
+const RESUME_ACCEPT: u8 = 6;
+const REMOTE_FINISHED: u8 = 7;
+const LOCAL_FINISHED: u8 = 8;
+const ALERT: u8 = 0x7f;
+
+type Outcome = Result<Established, HandshakeError>;
+
+#[tokio::test]
+async fn a_resumed_handshake_gives_both_sides_matching_keys() {
+    let (ticket, store) = full_handshake().await;
+    let (local, remote) = resumed_through(&ticket, &store, Edit::None).await;
+    let (mut local, mut remote) = (local.unwrap(), remote.unwrap());
+    assert_eq!(local.suite, remote.suite);
+    assert_eq!(local.peer, fingerprint("remote"));
+    assert_eq!(remote.peer, fingerprint("local"));
+    assert!(
+        local.ticket.is_none() && remote.ticket.is_none(),
+        "resumption issues no ticket"
+    );
+    let record = local
+        .sealer
+        .seal_to_vec(RecordType::Data, b"resumed")
+        .unwrap();
+    let mut body = record[4..].to_vec();
+    let header = record[..4].try_into().unwrap();
+    let (_, range) = remote.opener.open_in_place(&header, &mut body).unwrap();
+    assert_eq!(&body[range], b"resumed");
+}
+
+#[tokio::test]
+async fn a_changed_key_share_in_the_resume_hello_fails_the_remote_proof() {
+    let (ticket, store) = full_handshake().await;
+    let (local, remote) = resumed_through(&ticket, &store, Edit::FlipFirst(RESUME_HELLO)).await;
+    expect_bad_finished(local, "remote");
+    // The remote only sees the local give up.
+    assert!(
+        matches!(remote, Err(HandshakeError::Io(_))),
+        "{:?}",
+        remote.err()
+    );
+}
+
+#[tokio::test]
+async fn a_changed_ticket_id_is_unknown_to_the_remote() {
+    let (ticket, store) = full_handshake().await;
+    let (local, remote) = resumed_through(&ticket, &store, Edit::FlipLast(RESUME_HELLO)).await;
+    assert!(
+        matches!(local, Err(HandshakeError::UnknownTicket)),
+        "{:?}",
+        local.err()
+    );
+    assert!(
+        matches!(remote, Err(HandshakeError::UnknownTicket)),
+        "{:?}",
+        remote.err()
+    );
+}
+
+#[tokio::test]
+async fn a_rewritten_cipher_offer_fails_the_remote_proof() {
+    let (ticket, store) = full_handshake().await;
+    let (local, _) = resumed_through(&ticket, &store, Edit::DropFirstCipher).await;
+    expect_bad_finished(local, "remote");
+}
+
+#[tokio::test]
+async fn a_changed_resume_accept_fails_the_remote_proof() {
+    let (ticket, store) = full_handshake().await;
+    let (local, _) = resumed_through(&ticket, &store, Edit::FlipFirst(RESUME_ACCEPT)).await;
+    expect_bad_finished(local, "remote");
+}
+
+#[tokio::test]
+async fn a_changed_remote_finished_is_refused_by_the_local() {
+    let (ticket, store) = full_handshake().await;
+    let (local, _) = resumed_through(&ticket, &store, Edit::FlipLast(REMOTE_FINISHED)).await;
+    expect_bad_finished(local, "remote");
+}
+
+#[tokio::test]
+async fn a_changed_local_finished_is_refused_by_the_remote() {
+    let (ticket, store) = full_handshake().await;
+    let (local, remote) = resumed_through(&ticket, &store, Edit::FlipLast(LOCAL_FINISHED)).await;
+    // The local has sent its last message and does not wait for a verdict.
+    assert!(local.is_ok(), "{:?}", local.err());
+    expect_bad_finished(remote, "local");
+}
+
+#[tokio::test]
+async fn a_replayed_local_flight_cannot_resume() {
+    // Record everything a genuine local sends in a resumed handshake, then send it
+    // again on a new connection: the remote answers with a fresh key share, so the
+    // recorded proof no longer matches and no connection is established.
+    let (ticket, store) = full_handshake().await;
+    let (recorded, local, remote) = recorded_resumption(&ticket, &store).await;
+    assert!(
+        local.is_ok() && remote.is_ok(),
+        "the recorded handshake itself failed"
+    );
+
+    let (remote_addr, remote) = spawn_remote(store.clone());
+    let mut attacker = TcpStream::connect(remote_addr.await).await.unwrap();
+    attacker.write_all(&recorded).await.unwrap();
+    let remote = tokio::time::timeout(PROMPT, remote)
+        .await
+        .expect("the remote neither finished nor failed")
+        .unwrap();
+    expect_bad_finished(remote, "local");
+}
+
+#[tokio::test]
+async fn a_restarted_remote_makes_the_local_fall_back_to_a_full_handshake() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let target = common::echo_target().await;
+    let first = common::spawn_remote(common::remote_config(target)).await;
+    let addr = first.addr;
+    let local = common::spawn_local(common::local_config(addr)).await;
+    echo(local.addr).await;
+
+    // A new remote on the same port has no tickets: every pooled tunnel the local
+    // made is gone, and its ticket is unknown.
+    let full =
+        |line: &str| line.contains("tunnel::remote: tunnel open") && line.contains("resumed=false");
+    let before = logs.lines(full).len();
+    first.stop().await;
+    let mut config = common::remote_config(target);
+    config.listen = addr;
+    let _second = common::spawn_remote(config).await;
+    for _ in 0..3 {
+        echo(local.addr).await;
+    }
+    logs.wait_for_count(before + 1, full).await;
+}
+
+/// Echoes a few bytes through the local role at `addr`.
+async fn echo(addr: SocketAddr) {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(b"ping").await?;
+        stream.shutdown().await?;
+        let mut back = Vec::new();
+        stream.read_to_end(&mut back).await?;
+        std::io::Result::Ok(back)
+    };
+    let back = tokio::time::timeout(PROMPT * 2, exchange)
+        .await
+        .expect("the echo stalled")
+        .expect("the echo failed");
+    assert_eq!(back, b"ping");
+}
+
+fn expect_bad_finished(outcome: Outcome, signer: &str) {
+    match outcome {
+        Err(HandshakeError::BadFinished { signer: got }) if got == signer => {}
+        other => panic!("expected a bad {signer} proof, got {:?}", other.err()),
+    }
+}
+
+/// A full handshake between the test keys; returns the local's ticket and the
+/// remote's store holding its copy.
+async fn full_handshake() -> (Ticket, Arc<TicketStore>) {
+    let store = Arc::new(TicketStore::new());
+    let (addr, remote) = spawn_remote(store.clone());
+    let mut stream = TcpStream::connect(addr.await).await.unwrap();
+    let key = key("local");
+    let ciphers = CipherPolicy::default();
+    let params = LocalParams {
+        key: &key,
+        remote_pin: fingerprint("remote"),
+        ciphers: &ciphers,
+    };
+    let local = handshake::local::run(&mut stream, &params).await.unwrap();
+    tokio::time::timeout(PROMPT, remote)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.len(), 1, "the remote kept no ticket");
+    (
+        local.ticket.expect("a full handshake issues a ticket"),
+        store,
+    )
+}
+
+/// Starts a remote handshake on a fresh listener; yields its address, then the
+/// outcome of the first connection's handshake. A ticket it issues goes to `store`.
+fn spawn_remote(
+    store: Arc<TicketStore>,
+) -> (
+    impl Future<Output = SocketAddr>,
+    tokio::task::JoinHandle<Outcome>,
+) {
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        addr_tx.send(listener.local_addr().unwrap()).unwrap();
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let key = key("remote");
+        let authorized = AuthorizedKeys::from_fingerprints([fingerprint("local")]);
+        let ciphers = CipherPolicy::default();
+        let params = RemoteParams {
+            key: &key,
+            authorized: &authorized,
+            ciphers: &ciphers,
+            tickets: Some(&store),
+        };
+        let outcome = handshake::remote::run(&mut stream, &params).await;
+        if let Ok(established) = &outcome
+            && let Some(ticket) = established.ticket.clone()
+        {
+            store.insert(ticket);
+        }
+        outcome
+    });
+    (async move { addr_rx.await.unwrap() }, task)
+}
+
+/// The one change the proxy makes to a resumed handshake.
+#[derive(Debug, Clone, Copy)]
+enum Edit {
+    None,
+    /// Flip a bit in the first body byte of the frame of this type.
+    FlipFirst(u8),
+    /// Flip a bit in the last body byte of the frame of this type.
+    FlipLast(u8),
+    /// Remove the first offered cipher from the ResumeHello.
+    DropFirstCipher,
+}
+
+/// Runs a resumed handshake with `ticket` through a proxy applying `edit`.
+async fn resumed_through(
+    ticket: &Ticket,
+    store: &Arc<TicketStore>,
+    edit: Edit,
+) -> (Outcome, Outcome) {
+    let (remote_addr, remote) = spawn_remote(store.clone());
+    let remote_addr = remote_addr.await;
+    let proxy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (downstream, _) = proxy.accept().await.unwrap();
+        let upstream = TcpStream::connect(remote_addr).await.unwrap();
+        let (down_read, down_write) = downstream.into_split();
+        let (up_read, up_write) = upstream.into_split();
+        tokio::spawn(pump(down_read, up_write, edit));
+        tokio::spawn(pump(up_read, down_write, edit));
+    });
+
+    let mut stream = TcpStream::connect(proxy_addr).await.unwrap();
+    let ciphers = CipherPolicy::default();
+    let local = tokio::time::timeout(PROMPT, resume::local(&mut stream, ticket, &ciphers))
+        .await
+        .expect("the local side hung");
+    if local.is_err() {
+        stream.shutdown().await.ok();
+    }
+    drop(stream);
+    let remote = tokio::time::timeout(PROMPT, remote)
+        .await
+        .expect("the remote side hung")
+        .unwrap();
+    (local, remote)
+}
+
+/// Runs a genuine resumed handshake and returns every byte the local sent.
+async fn recorded_resumption(
+    ticket: &Ticket,
+    store: &Arc<TicketStore>,
+) -> (Vec<u8>, Outcome, Outcome) {
+    let (remote_addr, remote) = spawn_remote(store.clone());
+    let stream = TcpStream::connect(remote_addr.await).await.unwrap();
+    let mut recording = Recording {
+        inner: stream,
+        sent: Vec::new(),
+    };
+    let ciphers = CipherPolicy::default();
+    let local = resume::local(&mut recording, ticket, &ciphers).await;
+    let remote = tokio::time::timeout(PROMPT, remote).await.unwrap().unwrap();
+    (recording.sent, local, remote)
+}
+
+/// A stream that keeps a copy of everything written to it.
+struct Recording {
+    inner: TcpStream,
+    sent: Vec<u8>,
+}
+
+impl AsyncRead for Recording {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Recording {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(written)) = polled {
+            self.sent.extend_from_slice(&buf[..written]);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Copies one direction: the preface, then handshake frames with `edit` applied,
+/// then anything else as it comes.
+async fn pump<R, W>(mut from: R, mut to: W, edit: Edit)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let copied = async {
+        let mut preface = [0u8; PREFACE_LEN];
+        from.read_exact(&mut preface).await?;
+        to.write_all(&preface).await?;
+        loop {
+            let mut header = [0u8; 3];
+            from.read_exact(&mut header).await?;
+            let len = usize::from(u16::from_be_bytes([header[1], header[2]]));
+            let mut body = vec![0u8; len];
+            from.read_exact(&mut body).await?;
+            let kind = header[0];
+            body = apply(edit, kind, body);
+            let mut frame = vec![kind];
+            frame.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            frame.extend_from_slice(&body);
+            to.write_all(&frame).await?;
+            if matches!(kind, LOCAL_FINISHED | REMOTE_FINISHED | ALERT) {
+                break;
+            }
+        }
+        tokio::io::copy(&mut from, &mut to).await?;
+        std::io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), copied).await;
+    let _ = to.shutdown().await;
+}
+
+fn apply(edit: Edit, kind: u8, mut body: Vec<u8>) -> Vec<u8> {
+    match edit {
+        Edit::FlipFirst(target) if target == kind => body[0] ^= 0x01,
+        Edit::FlipLast(target) if target == kind => *body.last_mut().unwrap() ^= 0x01,
+        Edit::DropFirstCipher if kind == RESUME_HELLO => {
+            // share (32), flags (1), count (1), ids, ticket id (16)
+            let count = usize::from(body[33]);
+            assert!(count >= 2, "the default offer lists both ciphers");
+            body.remove(34);
+            body[33] = (count - 1) as u8;
+        }
+        _ => {}
+    }
+    body
+}
