@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{PROMPT, fixture};
+use common::{PROMPT, TempDir, fixture, openssl, path_str, read_text};
 
 /// Deadline for a command that should fail or finish at once.
 const QUICK: Duration = Duration::from_secs(10);
@@ -929,58 +929,10 @@ fn openssl_fingerprint(public: &Path) -> String {
 // ---------------------------------------------------------------------------
 // Helpers: files and openssl.
 
-/// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("tunnel-cli-test-{tag}-{}-{n}", std::process::id());
-        let dir = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs openssl with `args` and returns its stdout; fails the test if it fails.
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let output = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("running openssl");
-    assert!(
-        output.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
-
 /// The permission bits of `path`, in octal as `ls` would show them.
 fn mode_of(path: &Path) -> String {
     format!(
         "{:o}",
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
     )
-}
-
-fn read_text(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap()
 }

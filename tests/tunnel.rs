@@ -14,9 +14,7 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -32,7 +30,7 @@ use tunnel::crypto::{CipherPolicy, CipherSuite};
 use tunnel::handshake::{self, HandshakeError, local::LocalParams};
 use tunnel::record::{HEADER_LEN, RecordType, parse_header};
 
-use common::{PROMPT, Running};
+use common::{PROMPT, Running, TempDir, openssl, path_str, read_text};
 
 /// Bytes generated and written per call in bulk transfers.
 const CHUNK_LEN: usize = 256 * 1024;
@@ -294,7 +292,7 @@ async fn dead_target_resets_the_client_and_roles_keep_serving() {
 
     // Bring the target up on the same port: the same local and remote now serve.
     let listener = TcpListener::bind(target).await.unwrap();
-    spawn_echo(listener);
+    common::serve_echo(listener);
     let client = TcpStream::connect(local.addr).await.unwrap();
     let (sent, received) = tokio::time::timeout(PROMPT * 5, echo_random(client, 100_000))
         .await
@@ -514,19 +512,6 @@ async fn probe(remote: SocketAddr, suites: &[CipherSuite]) -> Result<CipherSuite
     Ok(established.suite)
 }
 
-fn spawn_echo(listener: TcpListener) {
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut read, mut write) = stream.split();
-                if tokio::io::copy(&mut read, &mut write).await.is_ok() {
-                    let _ = write.shutdown().await;
-                }
-            });
-        }
-    });
-}
-
 fn random_bytes(len: usize) -> Vec<u8> {
     let mut data = vec![0u8; len];
     rand::rng().fill_bytes(&mut data);
@@ -636,50 +621,3 @@ async fn wait_for_log(wanted: impl Fn(&str) -> bool) -> String {
 
 // ---------------------------------------------------------------------------
 // Helpers: files and openssl.
-
-/// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("tunnel-test-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs openssl with `args`; fails the test with its stderr if it fails.
-fn openssl(args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("running openssl");
-    assert!(
-        output.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("temp paths are UTF-8")
-}
-
-fn read_text(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap()
-}

@@ -5,6 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +48,12 @@ pub fn init_logs() {
 pub async fn echo_target() -> SocketAddr {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    serve_echo(listener);
+    addr
+}
+
+/// Runs the echo service on `listener` in the background.
+pub fn serve_echo(listener: TcpListener) {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -57,7 +64,6 @@ pub async fn echo_target() -> SocketAddr {
             });
         }
     });
-    addr
 }
 
 /// A port on loopback that nothing listens on (bound, then released).
@@ -230,4 +236,56 @@ impl std::io::Write for Logs {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// A directory under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory whose name contains `tag`.
+    pub fn new(tag: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tunnel-test-{tag}-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// A path inside the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs openssl with `args` and returns its stdout; fails the test if it fails.
+pub fn openssl(args: &[&str]) -> Vec<u8> {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("running openssl");
+    assert!(
+        output.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// `path` as text; test paths are UTF-8.
+pub fn path_str(path: &std::path::Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// The whole file at `path` as text.
+pub fn read_text(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap()
 }
