@@ -166,7 +166,8 @@ impl TunnelPool {
         if failures == 0 {
             warn!(error = %err, retry_in = ?pause, "cannot prepare a tunnel");
         } else {
-            debug!(error = %err, retry_in = ?pause, failures = failures + 1, "cannot prepare a tunnel");
+            let failures = failures + 1;
+            debug!(error = %err, retry_in = ?pause, failures, "cannot prepare a tunnel");
         }
     }
 

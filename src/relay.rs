@@ -1,9 +1,10 @@
 //! The relay: moves bytes between a plaintext socket and a tunnel socket once the
 //! handshake is done, in both directions at once.
 //!
-//! Each direction is a small loop with at most one buffer of one record's size:
-//! read, seal or open, write, repeat. Buffers exist only while data flows. Nothing is queued, so a slow reader stalls its writer
-//! through TCP flow control and memory per connection stays fixed. Half-close is
+//! Each direction is a small loop with at most one buffer of about one record's
+//! size: read, seal or open, write, repeat. Buffers (and expanded cipher keys)
+//! exist only while data flows. Nothing is queued, so a slow reader stalls its
+//! writer through TCP flow control and memory per connection stays fixed. Half-close is
 //! kept: end of stream on the plaintext side becomes a `Close` record and a TCP
 //! shutdown of the tunnel's write half; a `Close` record from the peer becomes a
 //! shutdown of the plaintext write half, while the other direction goes on. The
@@ -135,7 +136,8 @@ pub fn log_outcome(stats: RelayStats, elapsed: Duration, result: &Result<(), Rel
             info!(sent, received, duration = ?elapsed, reason = %err, "connection closed");
         }
         Err(err) => {
-            warn!(sent, received, duration = ?elapsed, error = %err, "connection closed with error");
+            let duration = elapsed;
+            warn!(sent, received, ?duration, error = %err, "connection closed with error");
         }
     }
 }

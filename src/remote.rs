@@ -116,9 +116,7 @@ async fn handle(
         Err(HandshakeError::UnknownTicket) => {
             // Normal after a restart or once tickets expire: the local side
             // follows up with a full handshake.
-            debug!(
-                "resumption ticket unknown or expired; refused so the local side does a full handshake"
-            );
+            debug!("resumption ticket unknown or expired; the local side will do a full handshake");
             return;
         }
         Err(err) => {
