@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use tunnel::cli::Cli;
+use tunnel::cli::{Cli, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tunnel::logging::init(&cli.log);
+    let json = cli.log.log_format == LogFormat::Json;
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(tunnel::config::worker_threads(cli.threads))
@@ -25,8 +26,14 @@ fn main() -> ExitCode {
     match runtime.block_on(tunnel::commands::run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(err.exit_code())
+            let code = err.exit_code();
+            if json {
+                // Log collectors read one JSON object per line, fatal errors included.
+                tracing::error!(error = %format!("{err:#}"), exit_code = code, "cannot run");
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(code)
         }
     }
 }

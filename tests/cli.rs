@@ -211,6 +211,26 @@ fn a_fifo_or_device_as_key_file_is_refused_at_once() {
 }
 
 #[test]
+fn fatal_errors_are_json_when_logs_are() {
+    // Containers set JSON logs on stdout; a configuration error must arrive there as
+    // a JSON object too, not as a bare line on another stream.
+    let missing = "/nonexistent-tunnel-test-dir/missing.pem";
+    let mut cmd = local_with_key(missing);
+    cmd.args(["--log-format", "json", "--log-output", "stdout"]);
+    let out = run(cmd, QUICK);
+    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    let line = out.stdout.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with('{') && line.ends_with('}'),
+        "not JSON: {line}"
+    );
+    for needle in ["\"level\":\"ERROR\"", missing, "\"exit_code\":3"] {
+        assert!(line.contains(needle), "{needle} missing from {line}");
+    }
+    assert!(out.stderr.is_empty(), "stderr: {}", out.stderr);
+}
+
+#[test]
 fn non_rsa_key_is_refused() {
     let ed25519 = fixture("test-only-ed25519.pem");
     let out = run(local_with_key(path_str(&ed25519)), QUICK);
