@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -30,6 +31,7 @@ pub struct Remote {
     listener: TcpListener,
     config: Arc<RemoteConfig>,
     tickets: Arc<TicketStore>,
+    failures: Arc<FailureLog>,
 }
 
 impl Remote {
@@ -44,6 +46,7 @@ impl Remote {
             listener,
             config: Arc::new(config),
             tickets,
+            failures: Arc::new(FailureLog::default()),
         })
     }
 
@@ -71,6 +74,7 @@ impl Remote {
         );
         let config = self.config.clone();
         let tickets = self.tickets.clone();
+        let failures = self.failures.clone();
         let conn_shutdown = shutdown.clone();
         net::serve(
             self.listener,
@@ -82,6 +86,7 @@ impl Remote {
                     stream,
                     config.clone(),
                     tickets.clone(),
+                    failures.clone(),
                     conn_shutdown.clone(),
                 )
                 .instrument(span)
@@ -97,6 +102,7 @@ async fn handle(
     mut tunnel: TcpStream,
     config: Arc<RemoteConfig>,
     tickets: Arc<TicketStore>,
+    failures: Arc<FailureLog>,
     shutdown: Shutdown,
 ) {
     let started = Instant::now();
@@ -120,7 +126,13 @@ async fn handle(
             return;
         }
         Err(err) => {
-            warn!(error = %err, "handshake failed");
+            match failures.admit() {
+                Admit::Log { suppressed: 0 } => warn!(error = %err, "handshake failed"),
+                Admit::Log { suppressed } => {
+                    warn!(error = %err, suppressed, "handshake failed (after a burst of failures)");
+                }
+                Admit::Quiet => debug!(error = %err, "handshake failed"),
+            }
             return;
         }
     };
@@ -188,4 +200,72 @@ async fn handle(
     )
     .await;
     relay::log_outcome(stats, started.elapsed(), &result);
+}
+
+/// Handshake failures logged at warn level per second; beyond it they go to debug
+/// level and are counted, so a flood of bad connections cannot flood the log. The
+/// next warning says how many were held back.
+const FAILURE_WARNINGS_PER_SECOND: u32 = 20;
+
+/// Counts handshake-failure warnings in the current one-second window.
+#[derive(Debug, Default)]
+struct FailureLog {
+    window: std::sync::Mutex<FailureWindow>,
+}
+
+#[derive(Debug, Default)]
+struct FailureWindow {
+    started: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+/// Whether a failure is logged at warn level, and how many were held back before it.
+enum Admit {
+    Log { suppressed: u64 },
+    Quiet,
+}
+
+impl FailureLog {
+    fn admit(&self) -> Admit {
+        let mut window = self
+            .window
+            .lock()
+            .expect("failure log lock is never poisoned");
+        let now = Instant::now();
+        if window
+            .started
+            .is_none_or(|started| now.duration_since(started) >= Duration::from_secs(1))
+        {
+            window.started = Some(now);
+            window.logged = 0;
+        }
+        if window.logged >= FAILURE_WARNINGS_PER_SECOND {
+            window.suppressed += 1;
+            return Admit::Quiet;
+        }
+        window.logged += 1;
+        Admit::Log {
+            suppressed: std::mem::take(&mut window.suppressed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_warnings_are_capped_per_second_and_counted() {
+        let log = FailureLog::default();
+        for _ in 0..FAILURE_WARNINGS_PER_SECOND {
+            assert!(matches!(log.admit(), Admit::Log { suppressed: 0 }));
+        }
+        for _ in 0..5 {
+            assert!(matches!(log.admit(), Admit::Quiet));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(log.admit(), Admit::Log { suppressed: 5 }));
+        assert!(matches!(log.admit(), Admit::Log { suppressed: 0 }));
+    }
 }
