@@ -9,10 +9,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 
 use super::{
-    CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FLAG_AES_HARDWARE, FrameType, HandshakeError,
-    Reader, Transcript, frame, key_schedule, preface, push_u16_prefixed, read_frame, read_preface,
+    CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FrameType, HandshakeError, Offer, Reader,
+    Transcript, frame, key_schedule, preface, push_u16_prefixed, read_frame, read_preface,
 };
-use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
+use crate::crypto::{CipherPolicy, CipherSuite};
 use crate::keys::{Fingerprint, PrivateKey, PublicKey};
 
 /// What the local side brings to a handshake.
@@ -34,17 +34,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let secret = EphemeralSecret::random();
-    let share = KeyShare::from(&secret);
-    let offer = params.ciphers.offer(has_aes_hardware());
+    let ours = Offer::ours(KeyShare::from(&secret), params.ciphers);
+    let offer = ours.suites.clone();
 
-    let mut body = share.as_bytes().to_vec();
-    body.push(if has_aes_hardware() {
-        FLAG_AES_HARDWARE
-    } else {
-        0
-    });
-    body.push(offer.len() as u8);
-    body.extend(offer.iter().map(|suite| suite.id()));
+    let mut body = Vec::new();
+    ours.encode(&mut body);
     push_u16_prefixed(&mut body, params.key.public_key().spki_der());
     let mut transcript = Transcript::default();
     let mut flight = preface().to_vec();

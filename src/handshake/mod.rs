@@ -56,9 +56,10 @@ use std::time::Duration;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use x25519_dalek::PublicKey as KeyShare;
 use zeroize::Zeroizing;
 
-use crate::crypto::{CipherSuite, list_names};
+use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware, list_names};
 use crate::keys::{Fingerprint, KeyError};
 use crate::record::{Opener, Sealer};
 use resume::{TICKET_ID_LEN, Ticket};
@@ -434,6 +435,91 @@ impl<'a> Reader<'a> {
             )))
         }
     }
+}
+
+/// The opening fields shared by LocalHello and ResumeHello: key share, flags, and
+/// the cipher offer.
+struct Offer {
+    share: KeyShare,
+    has_aes: bool,
+    suites: Vec<CipherSuite>,
+}
+
+impl Offer {
+    /// Our offer with a fresh key share, in preference order for this CPU.
+    fn ours(share: KeyShare, ciphers: &CipherPolicy) -> Self {
+        Self {
+            share,
+            has_aes: has_aes_hardware(),
+            suites: ciphers.offer(has_aes_hardware()),
+        }
+    }
+
+    /// Appends `share ‖ flags ‖ count ‖ ids`.
+    fn encode(&self, body: &mut Vec<u8>) {
+        body.extend_from_slice(self.share.as_bytes());
+        body.push(aes_flag(self.has_aes));
+        body.push(self.suites.len() as u8);
+        body.extend(self.suites.iter().map(|suite| suite.id()));
+    }
+
+    /// Reads `share ‖ flags ‖ count ‖ ids`; unknown ids are skipped.
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, HandshakeError> {
+        let share = KeyShare::from(reader.array32()?);
+        let has_aes = reader.byte()? & FLAG_AES_HARDWARE != 0;
+        let count = reader.byte()? as usize;
+        if count > MAX_OFFERED_SUITES {
+            return Err(HandshakeError::Malformed(format!(
+                "{count} ciphers offered"
+            )));
+        }
+        let suites = reader
+            .take(count)?
+            .iter()
+            .filter_map(|id| CipherSuite::from_id(*id))
+            .collect();
+        Ok(Self {
+            share,
+            has_aes,
+            suites,
+        })
+    }
+
+    /// The remote's choice from this offer, or the error after telling the local
+    /// which ciphers the remote allows.
+    async fn choose<S: AsyncWrite + Unpin>(
+        self,
+        stream: &mut S,
+        ciphers: &CipherPolicy,
+    ) -> Result<CipherSuite, HandshakeError> {
+        if let Some(suite) = ciphers.choose(&self.suites, self.has_aes, has_aes_hardware()) {
+            return Ok(suite);
+        }
+        let mut detail = vec![ciphers.suites.len() as u8];
+        detail.extend(ciphers.suites.iter().map(|suite| suite.id()));
+        refuse(stream, AlertCode::NoCommonCipher, &detail).await;
+        Err(HandshakeError::NoCommonCipher {
+            local: self.suites,
+            remote: ciphers.suites.clone(),
+        })
+    }
+}
+
+/// Appends the opening fields of the remote's answer: `share ‖ flags ‖ chosen id`.
+fn encode_answer(body: &mut Vec<u8>, share: &KeyShare, suite: CipherSuite) {
+    body.extend_from_slice(share.as_bytes());
+    body.push(aes_flag(has_aes_hardware()));
+    body.push(suite.id());
+}
+
+fn aes_flag(has_aes: bool) -> u8 {
+    if has_aes { FLAG_AES_HARDWARE } else { 0 }
+}
+
+/// Sends our preface and an Alert, for refusals before the remote's first message.
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, code: AlertCode, detail: &[u8]) {
+    let _ = stream.write_all(&preface()).await;
+    send_alert(stream, code, detail).await;
 }
 
 fn push_u16_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {

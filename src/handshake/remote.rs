@@ -11,11 +11,11 @@ use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 
 use super::resume::{self, TicketStore};
 use super::{
-    AlertCode, CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FLAG_AES_HARDWARE, FrameType,
-    HandshakeError, MAX_OFFERED_SUITES, PROTOCOL_VERSION, Reader, Transcript, frame, from_local,
-    key_schedule, preface, push_u16_prefixed, read_frame, read_frame_of, read_preface, send_alert,
+    AlertCode, CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FrameType, HandshakeError, Offer,
+    PROTOCOL_VERSION, Reader, Transcript, encode_answer, frame, from_local, key_schedule, preface,
+    push_u16_prefixed, read_frame, read_frame_of, read_preface, refuse, send_alert,
 };
-use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
+use crate::crypto::CipherPolicy;
 use crate::keys::{AuthorizedKeys, Fingerprint, PrivateKey, PublicKey};
 
 /// What the remote side brings to a handshake.
@@ -57,27 +57,14 @@ where
     transcript.add(&hello);
     if kind == FrameType::ResumeHello {
         let Some(tickets) = params.tickets else {
-            let _ = stream.write_all(&preface()).await;
-            send_alert(stream, AlertCode::UnknownTicket, &[]).await;
+            refuse(stream, AlertCode::UnknownTicket, &[]).await;
             return Err(HandshakeError::UnknownTicket);
         };
         return resume::remote(stream, transcript, &hello, params.ciphers, tickets).await;
     }
 
     let mut reader = Reader::new(&hello[3..], "LocalHello");
-    let local_share = KeyShare::from(reader.array32()?);
-    let local_has_aes = reader.byte()? & FLAG_AES_HARDWARE != 0;
-    let count = reader.byte()? as usize;
-    if count > MAX_OFFERED_SUITES {
-        return Err(HandshakeError::Malformed(format!(
-            "{count} ciphers offered"
-        )));
-    }
-    let offer: Vec<CipherSuite> = reader
-        .take(count)?
-        .iter()
-        .filter_map(|id| CipherSuite::from_id(*id))
-        .collect();
+    let offer = Offer::decode(&mut reader)?;
     let spki = reader.u16_prefixed()?;
     reader.finish()?;
 
@@ -87,28 +74,13 @@ where
         return Err(HandshakeError::UnknownLocalKey(fingerprint));
     }
     let local_key = PublicKey::from_spki_der(spki)?;
-    let Some(suite) = params
-        .ciphers
-        .choose(&offer, local_has_aes, has_aes_hardware())
-    else {
-        let mut detail = vec![params.ciphers.suites.len() as u8];
-        detail.extend(params.ciphers.suites.iter().map(|suite| suite.id()));
-        refuse(stream, AlertCode::NoCommonCipher, &detail).await;
-        return Err(HandshakeError::NoCommonCipher {
-            local: offer,
-            remote: params.ciphers.suites.clone(),
-        });
-    };
+    let local_share = offer.share;
+    let suite = offer.choose(stream, params.ciphers).await?;
 
     let secret = EphemeralSecret::random();
     let share = KeyShare::from(&secret);
-    let mut body = share.as_bytes().to_vec();
-    body.push(if has_aes_hardware() {
-        FLAG_AES_HARDWARE
-    } else {
-        0
-    });
-    body.push(suite.id());
+    let mut body = Vec::new();
+    encode_answer(&mut body, &share, suite);
     push_u16_prefixed(&mut body, params.key.public_key().spki_der());
     let mut flight = preface().to_vec();
     flight.extend_from_slice(&frame(FrameType::RemoteHello, &body));
@@ -138,10 +110,4 @@ where
     }
     let schedule = key_schedule(shared.as_bytes(), &transcript);
     Ok(schedule.establish(suite, fingerprint, false, true))
-}
-
-/// Sends our preface and an Alert, for failures detected before RemoteHello.
-async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, code: AlertCode, detail: &[u8]) {
-    let _ = stream.write_all(&preface()).await;
-    send_alert(stream, code, detail).await;
 }

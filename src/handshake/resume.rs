@@ -33,11 +33,10 @@ use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 use zeroize::Zeroizing;
 
 use super::{
-    AlertCode, Established, FLAG_AES_HARDWARE, FrameType, HandshakeError, MAX_OFFERED_SUITES,
-    Reader, Transcript, frame, from_local, key_schedule, preface, read_frame, read_preface,
-    send_alert,
+    AlertCode, Established, FrameType, HandshakeError, Offer, Reader, Transcript, encode_answer,
+    frame, from_local, key_schedule, preface, read_frame, read_preface, refuse, send_alert,
 };
-use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
+use crate::crypto::{CipherPolicy, CipherSuite};
 use crate::keys::Fingerprint;
 
 /// Bytes in a ticket id.
@@ -179,16 +178,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let secret = EphemeralSecret::random();
-    let share = KeyShare::from(&secret);
-    let offer = ciphers.offer(has_aes_hardware());
-    let mut body = share.as_bytes().to_vec();
-    body.push(if has_aes_hardware() {
-        FLAG_AES_HARDWARE
-    } else {
-        0
-    });
-    body.push(offer.len() as u8);
-    body.extend(offer.iter().map(|suite| suite.id()));
+    let ours = Offer::ours(KeyShare::from(&secret), ciphers);
+    let offer = ours.suites.clone();
+    let mut body = Vec::new();
+    ours.encode(&mut body);
     body.extend_from_slice(&ticket.id);
     let mut transcript = Transcript::default();
     let mut flight = preface().to_vec();
@@ -255,19 +248,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut reader = Reader::new(&hello[3..], "ResumeHello");
-    let local_share = KeyShare::from(reader.array32()?);
-    let local_has_aes = reader.byte()? & FLAG_AES_HARDWARE != 0;
-    let count = reader.byte()? as usize;
-    if count > MAX_OFFERED_SUITES {
-        return Err(HandshakeError::Malformed(format!(
-            "{count} ciphers offered"
-        )));
-    }
-    let offer: Vec<CipherSuite> = reader
-        .take(count)?
-        .iter()
-        .filter_map(|id| CipherSuite::from_id(*id))
-        .collect();
+    let offer = Offer::decode(&mut reader)?;
     let id: [u8; TICKET_ID_LEN] = reader
         .take(TICKET_ID_LEN)?
         .try_into()
@@ -275,20 +256,11 @@ where
     reader.finish()?;
 
     let Some(ticket) = tickets.lookup(&id) else {
-        let _ = stream.write_all(&preface()).await;
-        send_alert(stream, AlertCode::UnknownTicket, &[]).await;
+        refuse(stream, AlertCode::UnknownTicket, &[]).await;
         return Err(HandshakeError::UnknownTicket);
     };
-    let Some(suite) = ciphers.choose(&offer, local_has_aes, has_aes_hardware()) else {
-        let _ = stream.write_all(&preface()).await;
-        let mut detail = vec![ciphers.suites.len() as u8];
-        detail.extend(ciphers.suites.iter().map(|suite| suite.id()));
-        send_alert(stream, AlertCode::NoCommonCipher, &detail).await;
-        return Err(HandshakeError::NoCommonCipher {
-            local: offer,
-            remote: ciphers.suites.clone(),
-        });
-    };
+    let local_share = offer.share;
+    let suite = offer.choose(stream, ciphers).await?;
 
     let secret = EphemeralSecret::random();
     let share = KeyShare::from(&secret);
@@ -296,13 +268,8 @@ where
     if !shared.was_contributory() {
         return Err(HandshakeError::WeakKeyShare);
     }
-    let mut body = share.as_bytes().to_vec();
-    body.push(if has_aes_hardware() {
-        FLAG_AES_HARDWARE
-    } else {
-        0
-    });
-    body.push(suite.id());
+    let mut body = Vec::new();
+    encode_answer(&mut body, &share, suite);
     let mut flight = preface().to_vec();
     flight.extend_from_slice(&frame(FrameType::ResumeAccept, &body));
     transcript.add(&flight);
