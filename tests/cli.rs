@@ -449,15 +449,7 @@ fn fingerprint_matches_the_openssl_pipeline_for_openssl_keys() {
     let pkcs1 = dir.path("k1.pem");
     let spki = dir.path("pub.pem");
     let rsa_pub = dir.path("pub1.pem");
-    let gen_pkcs8 = [
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-    ];
-    openssl(&[&gen_pkcs8[..], &["-out", path_str(&pkcs8)]].concat());
-    openssl(&["genrsa", "-traditional", "-out", path_str(&pkcs1), "2048"]);
+    common::openssl_private_keys(&pkcs8, &pkcs1);
     openssl(&[
         "rsa",
         "-in",

@@ -309,15 +309,7 @@ async fn openssl_keys_in_every_format_carry_a_tunnel() {
     let dir = TempDir::new("openssl-keys");
     let pkcs8 = dir.path("pkcs8.pem");
     let pkcs1 = dir.path("pkcs1.pem");
-    let gen_pkcs8 = [
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-    ];
-    openssl(&[&gen_pkcs8[..], &["-out", path_str(&pkcs8)]].concat());
-    openssl(&["genrsa", "-traditional", "-out", path_str(&pkcs1), "2048"]);
+    common::openssl_private_keys(&pkcs8, &pkcs1);
     assert!(read_text(&pkcs8).starts_with("-----BEGIN PRIVATE KEY-----"));
     assert!(read_text(&pkcs1).starts_with("-----BEGIN RSA PRIVATE KEY-----"));
     let mut spki = Vec::new();

@@ -10,9 +10,10 @@ use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 
 use super::{
     CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FrameType, HandshakeError, Offer, Reader,
-    Transcript, frame, key_schedule, preface, push_u16_prefixed, read_frame, read_preface,
+    Transcript, decode_answer, frame, key_schedule, preface, push_u16_prefixed, read_frame,
+    read_preface,
 };
-use crate::crypto::{CipherPolicy, CipherSuite};
+use crate::crypto::CipherPolicy;
 use crate::keys::{Fingerprint, PrivateKey, PublicKey};
 
 /// What the local side brings to a handshake.
@@ -59,17 +60,10 @@ where
         })?;
     transcript.add(&hello);
     let mut reader = Reader::new(&hello[3..], "RemoteHello");
-    let remote_share = KeyShare::from(reader.array32()?);
-    let _remote_flags = reader.byte()?;
-    let suite_id = reader.byte()?;
+    let (remote_share, suite) = decode_answer(&mut reader, &offer)?;
     let spki = reader.u16_prefixed()?;
     reader.finish()?;
 
-    let suite = CipherSuite::from_id(suite_id)
-        .filter(|suite| offer.contains(suite))
-        .ok_or_else(|| {
-            HandshakeError::Malformed(format!("remote chose cipher id {suite_id}, not offered"))
-        })?;
     let got = Fingerprint::of_spki(spki);
     if got != params.remote_pin {
         return Err(HandshakeError::WrongRemoteKey {

@@ -512,6 +512,23 @@ fn encode_answer(body: &mut Vec<u8>, share: &KeyShare, suite: CipherSuite) {
     body.push(suite.id());
 }
 
+/// Reads the opening fields of the remote's answer and checks that the chosen
+/// cipher is one of `offered`; returns the remote's key share and the cipher.
+fn decode_answer(
+    reader: &mut Reader<'_>,
+    offered: &[CipherSuite],
+) -> Result<(KeyShare, CipherSuite), HandshakeError> {
+    let share = KeyShare::from(reader.array32()?);
+    let _flags = reader.byte()?;
+    let id = reader.byte()?;
+    let suite = CipherSuite::from_id(id)
+        .filter(|suite| offered.contains(suite))
+        .ok_or_else(|| {
+            HandshakeError::Malformed(format!("remote chose cipher id {id}, not offered"))
+        })?;
+    Ok((share, suite))
+}
+
 fn aes_flag(has_aes: bool) -> u8 {
     if has_aes { FLAG_AES_HARDWARE } else { 0 }
 }

@@ -33,10 +33,11 @@ use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 use zeroize::Zeroizing;
 
 use super::{
-    AlertCode, Established, FrameType, HandshakeError, Offer, Reader, Transcript, encode_answer,
-    frame, from_local, key_schedule, preface, read_frame, read_preface, refuse, send_alert,
+    AlertCode, Established, FrameType, HandshakeError, Offer, Reader, Transcript, decode_answer,
+    encode_answer, frame, from_local, key_schedule, preface, read_frame, read_preface, refuse,
+    send_alert,
 };
-use crate::crypto::{CipherPolicy, CipherSuite};
+use crate::crypto::CipherPolicy;
 use crate::keys::Fingerprint;
 
 /// Bytes in a ticket id.
@@ -193,15 +194,8 @@ where
     let accept = read_frame(stream, FrameType::ResumeAccept).await?;
     transcript.add(&accept);
     let mut reader = Reader::new(&accept[3..], "ResumeAccept");
-    let remote_share = KeyShare::from(reader.array32()?);
-    let _remote_flags = reader.byte()?;
-    let suite_id = reader.byte()?;
+    let (remote_share, suite) = decode_answer(&mut reader, &offer)?;
     reader.finish()?;
-    let suite = CipherSuite::from_id(suite_id)
-        .filter(|suite| offer.contains(suite))
-        .ok_or_else(|| {
-            HandshakeError::Malformed(format!("remote chose cipher id {suite_id}, not offered"))
-        })?;
 
     let shared = secret.diffie_hellman(&remote_share);
     if !shared.was_contributory() {

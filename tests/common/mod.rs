@@ -280,6 +280,20 @@ pub fn openssl(args: &[&str]) -> Vec<u8> {
     output.stdout
 }
 
+/// Writes a 2048-bit RSA private key with `openssl genpkey` (PKCS#8) to `pkcs8` and
+/// another with `openssl genrsa -traditional` (PKCS#1) to `pkcs1`.
+pub fn openssl_private_keys(pkcs8: &std::path::Path, pkcs1: &std::path::Path) {
+    let genpkey = [
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+    ];
+    openssl(&[&genpkey[..], &["-out", path_str(pkcs8)]].concat());
+    openssl(&["genrsa", "-traditional", "-out", path_str(pkcs1), "2048"]);
+}
+
 /// `path` as text; test paths are UTF-8.
 pub fn path_str(path: &std::path::Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
