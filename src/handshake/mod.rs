@@ -104,6 +104,17 @@ pub(crate) enum FrameType {
 }
 
 impl FrameType {
+    /// Whether the local side is the one that sends this message.
+    fn sent_by_local(self) -> bool {
+        matches!(
+            self,
+            FrameType::LocalHello
+                | FrameType::LocalAuth
+                | FrameType::ResumeHello
+                | FrameType::LocalFinished
+        )
+    }
+
     fn from_byte(byte: u8) -> Option<Self> {
         Some(match byte {
             1 => FrameType::LocalHello,
@@ -316,7 +327,8 @@ async fn read_frame<S: AsyncRead + Unpin>(
 }
 
 /// Reads one frame whose type is one of `expected`, returning the type and the full
-/// bytes. An Alert from the peer becomes the matching error.
+/// bytes. An Alert from the remote becomes the matching error; only remotes send
+/// Alerts, so one arriving where a local's message was expected is malformed.
 async fn read_frame_of<S: AsyncRead + Unpin>(
     stream: &mut S,
     expected: &[FrameType],
@@ -334,6 +346,11 @@ async fn read_frame_of<S: AsyncRead + Unpin>(
     stream.read_exact(&mut bytes[3..]).await?;
     match FrameType::from_byte(header[0]) {
         Some(kind) if expected.contains(&kind) => Ok((kind, bytes)),
+        Some(FrameType::Alert) if expected.iter().any(|kind| kind.sent_by_local()) => {
+            Err(HandshakeError::Malformed(
+                "the local side sent an alert, which only the remote sends".into(),
+            ))
+        }
         Some(FrameType::Alert) => Err(alert_error(&bytes[3..])),
         _ => Err(HandshakeError::Malformed(format!(
             "expected {expected:?}, got message type {}",
@@ -371,21 +388,6 @@ fn alert_error(body: &[u8]) -> HandshakeError {
         }
         Some(code) if code == AlertCode::UnknownTicket as u8 => HandshakeError::UnknownTicket,
         _ => HandshakeError::RefusedByRemote,
-    }
-}
-
-/// Rewords a frame-reading error for the remote side. The shared reader turns an
-/// Alert into the error a local would report ("remote refused our key", ...), but
-/// only the remote sends Alerts: one arriving from the local is a protocol error.
-fn from_local(err: HandshakeError) -> HandshakeError {
-    match err {
-        HandshakeError::RefusedByRemote
-        | HandshakeError::UnknownTicket
-        | HandshakeError::NoCommonCipher { .. }
-        | HandshakeError::Version { .. } => HandshakeError::Malformed(
-            "the local side sent an alert, which only the remote sends".into(),
-        ),
-        other => other,
     }
 }
 

@@ -12,7 +12,7 @@ use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 use super::resume::{self, TicketStore};
 use super::{
     AlertCode, CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FrameType, HandshakeError, Offer,
-    PROTOCOL_VERSION, Reader, Transcript, encode_answer, frame, from_local, key_schedule, preface,
+    PROTOCOL_VERSION, Reader, Transcript, encode_answer, frame, key_schedule, preface,
     push_u16_prefixed, read_frame, read_frame_of, read_preface, refuse, send_alert,
 };
 use crate::crypto::CipherPolicy;
@@ -53,7 +53,7 @@ where
     };
     transcript.add(&local_preface);
     let expected = [FrameType::LocalHello, FrameType::ResumeHello];
-    let (kind, hello) = read_frame_of(stream, &expected).await.map_err(from_local)?;
+    let (kind, hello) = read_frame_of(stream, &expected).await?;
     transcript.add(&hello);
     if kind == FrameType::ResumeHello {
         let Some(tickets) = params.tickets else {
@@ -95,9 +95,7 @@ where
     stream.write_all(&flight).await?;
     stream.flush().await?;
 
-    let local_auth = read_frame(stream, FrameType::LocalAuth)
-        .await
-        .map_err(from_local)?;
+    let local_auth = read_frame(stream, FrameType::LocalAuth).await?;
     if !local_key.verify(&transcript.signed_message(CONTEXT_LOCAL), &local_auth[3..]) {
         send_alert(stream, AlertCode::AuthenticationFailed, &[]).await;
         return Err(HandshakeError::BadSignature { signer: "local" });

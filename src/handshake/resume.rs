@@ -34,8 +34,7 @@ use zeroize::Zeroizing;
 
 use super::{
     AlertCode, Established, FrameType, HandshakeError, Offer, Reader, Transcript, decode_answer,
-    encode_answer, frame, from_local, key_schedule, preface, read_frame, read_preface, refuse,
-    send_alert,
+    encode_answer, frame, key_schedule, preface, read_frame, read_preface, refuse, send_alert,
 };
 use crate::crypto::CipherPolicy;
 use crate::keys::Fingerprint;
@@ -276,9 +275,7 @@ where
     flight.extend_from_slice(&finished);
     stream.write_all(&flight).await?;
 
-    let theirs = read_frame(stream, FrameType::LocalFinished)
-        .await
-        .map_err(from_local)?;
+    let theirs = read_frame(stream, FrameType::LocalFinished).await?;
     if !keys.verify(LABEL_LOCAL_FINISHED, &transcript, &theirs[3..]) {
         send_alert(stream, AlertCode::AuthenticationFailed, &[]).await;
         return Err(HandshakeError::BadFinished { signer: "local" });
