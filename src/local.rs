@@ -123,7 +123,7 @@ async fn handle(
     info!(
         remote = %forward.remote,
         cipher = %tunnel.established.suite,
-        resumed = tunnel.resumed,
+        handshake = %tunnel.established.setup,
         setup_ms = net::millis(tunnel.setup),
         "tunnel open"
     );

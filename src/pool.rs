@@ -1,9 +1,11 @@
 //! Tunnel setup for the local role: a small pool of tunnels already connected and
-//! handshaken, and the resumption ticket that makes new ones cheap.
+//! handshaken, and the resumption tickets that make new ones cheap.
 //!
-//! The first tunnel to a remote pays for a full RSA handshake; it leaves a ticket
-//! ([`crate::handshake::resume`]) with which later tunnels do a resumed handshake: a
-//! fresh X25519 exchange, no RSA. The pool keeps a few such tunnels ready, so a new
+//! The first tunnel to a remote pays for a full RSA handshake; it leaves a session
+//! ticket ([`crate::handshake::resume`]) with which later tunnels do a resumed
+//! handshake: a fresh X25519 exchange, no RSA. Each resumed tunnel leaves a
+//! one-time ticket, which a later tunnel spends without a key exchange, up to a
+//! chain of [`resume::ONE_TIME_CHAIN`]. The pool keeps a few such tunnels ready, so a new
 //! client is carried at once without waiting for a TCP connect and a handshake
 //! round trip. A tunnel handed out is replaced in the background. Pooled tunnels
 //! older than [`POOL_MAX_AGE`] or closed by the remote are retired, not used.
@@ -31,6 +33,10 @@ use crate::shutdown::Shutdown;
 /// Oldest a pooled tunnel may be when handed out; older ones are closed and
 /// replaced, so the remote never holds an unused tunnel for long.
 pub const POOL_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Most one-time tickets kept per remote; each pooled tunnel leaves one, so a
+/// pool holds about its size in tickets.
+const MAX_ONE_TIME_TICKETS: usize = 64;
 
 /// Pause after a failed background dial before the pool dials again; it doubles
 /// with each failure in a row, up to [`REFILL_BACKOFF_MAX`].
@@ -60,8 +66,6 @@ pub struct Tunnel {
     pub stream: TcpStream,
     /// Cipher, peer and record state from the handshake.
     pub established: Established,
-    /// Whether the handshake was a resumed one.
-    pub resumed: bool,
     /// How long the setup took (connect and handshake).
     pub setup: Duration,
 }
@@ -71,7 +75,10 @@ pub struct TunnelPool {
     remote: HostPort,
     config: Arc<LocalConfig>,
     size: usize,
+    /// The session ticket from the last full handshake.
     ticket: Mutex<Option<Ticket>>,
+    /// One-time tickets left by resumed handshakes, oldest first.
+    one_time: Mutex<VecDeque<Ticket>>,
     ready: Mutex<VecDeque<(Tunnel, Instant)>>,
     dialing: AtomicUsize,
     /// Failed background dials in a row, and when the next may start.
@@ -88,6 +95,7 @@ impl TunnelPool {
             config,
             size,
             ticket: Mutex::new(None),
+            one_time: Mutex::new(VecDeque::new()),
             ready: Mutex::new(VecDeque::new()),
             dialing: AtomicUsize::new(0),
             backoff: Mutex::new((0, None)),
@@ -130,7 +138,7 @@ impl TunnelPool {
                         Ok(tunnel) if pool.closed.load(Ordering::Acquire) => retire(tunnel).await,
                         Ok(tunnel) => {
                             debug!(
-                                resumed = tunnel.resumed,
+                                handshake = %tunnel.established.setup,
                                 cipher = %tunnel.established.suite,
                                 setup_ms = net::millis(tunnel.setup),
                                 "tunnel ready in the pool"
@@ -238,37 +246,36 @@ impl TunnelPool {
         }
     }
 
-    /// Connects and handshakes: resumed when a fresh ticket is at hand, full
-    /// otherwise (and when the remote no longer knows the ticket).
+    /// Connects and handshakes. Spends a one-time ticket if one is at hand, else
+    /// resumes with the session ticket, else does a full handshake; a ticket the
+    /// remote no longer knows moves on to the next of these.
     async fn dial(&self) -> Result<Tunnel, SetupError> {
         let started = Instant::now();
-        let limits = &self.config.limits;
-        let ticket = self
+        if let Some(ticket) = self.take_one_time() {
+            match self.resume(&ticket, started).await {
+                Err(SetupError::Handshake(HandshakeError::UnknownTicket)) => {
+                    // The remote restarted or dropped it: the rest are as stale.
+                    debug!("remote forgot a one-time ticket; resuming with the session ticket");
+                    self.lock_one_time().clear();
+                }
+                outcome => return outcome,
+            }
+        }
+        let session = self
             .ticket
             .lock()
             .expect("ticket lock is never poisoned")
             .clone();
-        if let Some(ticket) = ticket.filter(Ticket::is_fresh) {
-            let mut stream = self.connect().await?;
-            let attempt = resume::local(&mut stream, &ticket, &self.config.ciphers);
-            match deadline(limits.handshake_timeout, attempt).await {
-                Ok(established) => {
-                    let setup = started.elapsed();
-                    return Ok(Tunnel {
-                        stream,
-                        established,
-                        resumed: true,
-                        setup,
-                    });
-                }
-                Err(HandshakeError::UnknownTicket) => {
+        if let Some(ticket) = session.filter(Ticket::is_fresh) {
+            match self.resume(&ticket, started).await {
+                Err(SetupError::Handshake(HandshakeError::UnknownTicket)) => {
                     debug!("remote forgot our ticket; doing a full handshake");
                     self.ticket
                         .lock()
                         .expect("ticket lock is never poisoned")
                         .take();
                 }
-                Err(err) => return Err(err.into()),
+                outcome => return outcome,
             }
         }
 
@@ -279,17 +286,54 @@ impl TunnelPool {
             ciphers: &self.config.ciphers,
         };
         let attempt = handshake::local::run(&mut stream, &params);
-        let mut established = deadline(limits.handshake_timeout, attempt).await?;
+        let limit = self.config.limits.handshake_timeout;
+        let mut established = deadline(limit, attempt).await?;
         if let Some(ticket) = established.ticket.take() {
             *self.ticket.lock().expect("ticket lock is never poisoned") = Some(ticket);
+            self.lock_one_time().clear();
         }
-        let setup = started.elapsed();
         Ok(Tunnel {
             stream,
             established,
-            resumed: false,
-            setup,
+            setup: started.elapsed(),
         })
+    }
+
+    /// A resumed handshake with `ticket` on a new connection; keeps the one-time
+    /// ticket it leaves.
+    async fn resume(&self, ticket: &Ticket, started: Instant) -> Result<Tunnel, SetupError> {
+        let mut stream = self.connect().await?;
+        let attempt = resume::local(&mut stream, ticket, &self.config.ciphers);
+        let mut established = deadline(self.config.limits.handshake_timeout, attempt).await?;
+        if let Some(next) = established.ticket.take() {
+            let mut one_time = self.lock_one_time();
+            if one_time.len() >= MAX_ONE_TIME_TICKETS {
+                one_time.pop_front();
+            }
+            one_time.push_back(next);
+        }
+        Ok(Tunnel {
+            stream,
+            established,
+            setup: started.elapsed(),
+        })
+    }
+
+    /// The oldest fresh one-time ticket, removed so it is never offered twice.
+    fn take_one_time(&self) -> Option<Ticket> {
+        let mut one_time = self.lock_one_time();
+        while let Some(ticket) = one_time.pop_front() {
+            if ticket.is_fresh() {
+                return Some(ticket);
+            }
+        }
+        None
+    }
+
+    fn lock_one_time(&self) -> std::sync::MutexGuard<'_, VecDeque<Ticket>> {
+        self.one_time
+            .lock()
+            .expect("one-time ticket lock is never poisoned")
     }
 
     async fn connect(&self) -> Result<TcpStream, SetupError> {

@@ -76,7 +76,10 @@ impl Remote {
         let tickets = self.tickets.clone();
         let failures = self.failures.clone();
         let conn_shutdown = shutdown.clone();
-        net::serve(
+        // The accept loop runs as a task on the worker threads, not on the thread
+        // that called `run`: each accepted connection is then started without
+        // waking another thread.
+        let serve = net::serve(
             self.listener,
             limit,
             shutdown.clone(),
@@ -91,8 +94,8 @@ impl Remote {
                 )
                 .instrument(span)
             },
-        )
-        .await;
+        );
+        let _ = tokio::spawn(serve).await;
         shutdown.drain(self.config.limits.shutdown_grace).await;
     }
 }
@@ -137,7 +140,7 @@ async fn handle(
         }
     };
     let handshake_ms = net::millis(started.elapsed());
-    let resumed = established.ticket.is_none();
+    let setup = established.setup;
     if let Some(ticket) = established.ticket.take() {
         tickets.insert(ticket);
     }
@@ -158,7 +161,7 @@ async fn handle(
     match opened {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => {
-            debug!(resumed, "unused tunnel retired by the local side");
+            debug!(handshake = %setup, "unused tunnel retired by the local side");
             return;
         }
         Ok(Err(err)) => {
@@ -184,7 +187,7 @@ async fn handle(
     info!(
         local_key = %peer,
         cipher = %suite,
-        resumed,
+        handshake = %setup,
         target = %config.target,
         handshake_ms,
         "tunnel open"

@@ -2,9 +2,10 @@
 //! full handshake, then resumed handshakes through a proxy that flips a bit in one
 //! message, rewrites the cipher offer, or replays a recorded local flight. Each
 //! must fail with the precise error and give the attacker no working connection.
-//! The last test restarts a remote under a running local: the local's ticket is
-//! then unknown, and it must fall back to a full handshake without a client
-//! noticing.
+//! One-time tickets, which resumed handshakes leave, are checked the same way, and
+//! for being spent by their first use. The last tests run the real roles: a
+//! local spends one-time tickets, and after the remote restarts, falls back to a
+//! full handshake without a client noticing.
 
 mod common;
 
@@ -17,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tunnel::crypto::CipherPolicy;
 use tunnel::handshake::local::LocalParams;
 use tunnel::handshake::remote::RemoteParams;
-use tunnel::handshake::resume::{self, Ticket, TicketStore};
-use tunnel::handshake::{self, Established, HandshakeError};
+use tunnel::handshake::resume::{self, Ticket, TicketKind, TicketStore};
+use tunnel::handshake::{self, Established, HandshakeError, Setup};
 use tunnel::keys::AuthorizedKeys;
 use tunnel::record::RecordType;
 
@@ -41,10 +42,16 @@ async fn a_resumed_handshake_gives_both_sides_matching_keys() {
     assert_eq!(local.suite, remote.suite);
     assert_eq!(local.peer, fingerprint("remote"));
     assert_eq!(remote.peer, fingerprint("local"));
-    assert!(
-        local.ticket.is_none() && remote.ticket.is_none(),
-        "resumption issues no ticket"
+    assert_eq!(
+        (local.setup, remote.setup),
+        (Setup::Resumed, Setup::Resumed)
     );
+    let next = TicketKind::OneTime {
+        left: resume::ONE_TIME_CHAIN - 1,
+    };
+    assert_eq!(local.ticket.as_ref().map(Ticket::kind), Some(next));
+    assert_eq!(remote.ticket.as_ref().map(Ticket::kind), Some(next));
+    assert_eq!(store.len(), 2, "the remote kept no one-time ticket");
     let record = local
         .sealer
         .seal_to_vec(RecordType::Data, b"resumed")
@@ -137,6 +144,137 @@ async fn a_replayed_local_flight_cannot_resume() {
 }
 
 #[tokio::test]
+async fn a_one_time_ticket_resumes_without_a_key_exchange_and_only_once() {
+    let (ticket, store) = full_handshake().await;
+    let one_time = one_time_ticket(&ticket, &store).await;
+    let (local, remote) = resumed_through(&one_time, &store, Edit::None).await;
+    let (mut local, mut remote) = (local.unwrap(), remote.unwrap());
+    assert_eq!(
+        (local.setup, remote.setup),
+        (Setup::OneTime, Setup::OneTime)
+    );
+    let record = remote
+        .sealer
+        .seal_to_vec(RecordType::Data, b"one-time")
+        .unwrap();
+    let mut body = record[4..].to_vec();
+    let header = record[..4].try_into().unwrap();
+    let (_, range) = local.opener.open_in_place(&header, &mut body).unwrap();
+    assert_eq!(&body[range], b"one-time");
+
+    // The remote forgot the ticket when it was presented: a second use fails.
+    let (local, remote) = resumed_through(&one_time, &store, Edit::None).await;
+    assert!(
+        matches!(local, Err(HandshakeError::UnknownTicket)),
+        "{:?}",
+        local.err()
+    );
+    assert!(
+        matches!(remote, Err(HandshakeError::UnknownTicket)),
+        "{:?}",
+        remote.err()
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_one_time_flight_finds_the_ticket_spent() {
+    let (ticket, store) = full_handshake().await;
+    let one_time = one_time_ticket(&ticket, &store).await;
+    let (recorded, local, remote) = recorded_resumption(&one_time, &store).await;
+    assert!(
+        local.is_ok() && remote.is_ok(),
+        "the recorded handshake itself failed"
+    );
+
+    // The preface and ResumeHello: the remote must refuse before anything else.
+    let hello_len = u16::from_be_bytes([recorded[PREFACE_LEN + 1], recorded[PREFACE_LEN + 2]]);
+    let hello_end = PREFACE_LEN + 3 + usize::from(hello_len);
+    let (remote_addr, remote) = spawn_remote(store.clone());
+    let mut attacker = TcpStream::connect(remote_addr.await).await.unwrap();
+    attacker.write_all(&recorded[..hello_end]).await.unwrap();
+    let remote = tokio::time::timeout(PROMPT, remote)
+        .await
+        .expect("the remote neither finished nor failed")
+        .unwrap();
+    assert!(
+        matches!(remote, Err(HandshakeError::UnknownTicket)),
+        "{:?}",
+        remote.err()
+    );
+    let mut answer = Vec::new();
+    attacker.read_to_end(&mut answer).await.unwrap();
+    assert_eq!(
+        answer[PREFACE_LEN..PREFACE_LEN + 4],
+        [ALERT, 0, 1, 4],
+        "the remote must answer with Alert(unknown ticket)"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_nonce_with_a_one_time_ticket_fails_the_remote_proof() {
+    let (ticket, store) = full_handshake().await;
+    let one_time = one_time_ticket(&ticket, &store).await;
+    let (local, remote) = resumed_through(&one_time, &store, Edit::FlipFirst(RESUME_HELLO)).await;
+    expect_bad_finished(local, "remote");
+    assert!(
+        matches!(remote, Err(HandshakeError::Io(_))),
+        "{:?}",
+        remote.err()
+    );
+    // The attempt spent the ticket all the same.
+    let (local, _) = resumed_through(&one_time, &store, Edit::None).await;
+    assert!(matches!(local, Err(HandshakeError::UnknownTicket)));
+}
+
+#[tokio::test]
+async fn a_chain_of_one_time_tickets_ends_and_the_next_connection_uses_x25519() {
+    let (ticket, store) = full_handshake().await;
+    let mut next = one_time_ticket(&ticket, &store).await;
+    for left in (0..resume::ONE_TIME_CHAIN).rev() {
+        assert_eq!(next.kind(), TicketKind::OneTime { left });
+        let (local, remote) = resumed_through(&next, &store, Edit::None).await;
+        let (local, remote) = (local.unwrap(), remote.unwrap());
+        assert_eq!(
+            (local.setup, remote.setup),
+            (Setup::OneTime, Setup::OneTime)
+        );
+        match local.ticket {
+            Some(ticket) => next = ticket,
+            None => {
+                assert_eq!(left, 0, "the chain ended early");
+                assert!(remote.ticket.is_none(), "the remote continued the chain");
+                // The session ticket still works, with a key exchange.
+                let (local, _) = resumed_through(&ticket, &store, Edit::None).await;
+                assert_eq!(local.unwrap().setup, Setup::Resumed);
+                return;
+            }
+        }
+    }
+    panic!("the chain of one-time tickets did not end");
+}
+
+#[tokio::test]
+async fn a_local_spends_one_time_tickets_between_x25519_exchanges() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let target = common::echo_target().await;
+    let remote = common::spawn_remote(common::remote_config(target)).await;
+    let local = common::spawn_local(common::local_config(remote.addr)).await;
+    for _ in 0..12 {
+        echo(local.addr).await;
+    }
+    let opened = |kind: &'static str| {
+        move |line: &str| {
+            line.contains("tunnel::remote: tunnel open")
+                && line.contains(&format!("handshake={kind}"))
+        }
+    };
+    logs.wait_for_count(1, opened("full")).await;
+    logs.wait_for_count(1, opened("resumed")).await;
+    logs.wait_for_count(4, opened("one-time ticket")).await;
+}
+
+#[tokio::test]
 async fn a_restarted_remote_makes_the_local_fall_back_to_a_full_handshake() {
     let logs = Logs::default();
     let _guard = logs.install();
@@ -148,8 +286,9 @@ async fn a_restarted_remote_makes_the_local_fall_back_to_a_full_handshake() {
 
     // A new remote on the same port has no tickets: every pooled tunnel the local
     // made is gone, and its ticket is unknown.
-    let full =
-        |line: &str| line.contains("tunnel::remote: tunnel open") && line.contains("resumed=false");
+    let full = |line: &str| {
+        line.contains("tunnel::remote: tunnel open") && line.contains("handshake=full")
+    };
     let before = logs.lines(full).len();
     first.stop().await;
     let mut config = common::remote_config(target);
@@ -209,6 +348,16 @@ async fn full_handshake() -> (Ticket, Arc<TicketStore>) {
         local.ticket.expect("a full handshake issues a ticket"),
         store,
     )
+}
+
+/// The one-time ticket left by a resumed handshake with the session `ticket`.
+async fn one_time_ticket(ticket: &Ticket, store: &Arc<TicketStore>) -> Ticket {
+    let (local, remote) = resumed_through(ticket, store, Edit::None).await;
+    remote.expect("the remote failed to resume");
+    local
+        .expect("the local failed to resume")
+        .ticket
+        .expect("a resumed handshake leaves a one-time ticket")
 }
 
 /// Starts a remote handshake on a fresh listener; yields its address, then the

@@ -8,8 +8,9 @@
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 
+use super::resume::TicketKind;
 use super::{
-    CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FrameType, HandshakeError, Offer, Reader,
+    CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FrameType, HandshakeError, Offer, Reader, Setup,
     Transcript, decode_answer, frame, key_schedule, preface, push_u16_prefixed, read_frame,
     read_preface,
 };
@@ -93,5 +94,5 @@ where
     stream.flush().await?;
 
     let schedule = key_schedule(shared.as_bytes(), &transcript);
-    Ok(schedule.establish(suite, got, true, true))
+    Ok(schedule.establish(suite, got, true, Setup::Full, Some(TicketKind::Session)))
 }

@@ -51,6 +51,7 @@ pub mod local;
 pub mod remote;
 pub mod resume;
 
+use std::fmt;
 use std::time::Duration;
 
 use hkdf::Hkdf;
@@ -62,7 +63,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware, list_names};
 use crate::keys::{Fingerprint, KeyError};
 use crate::record::{Opener, Sealer};
-use resume::{TICKET_ID_LEN, Ticket};
+use resume::{TICKET_ID_LEN, Ticket, TicketKind};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -140,7 +141,8 @@ pub(crate) enum AlertCode {
     NoCommonCipher = 2,
     /// No detail: the local key is not authorized or its signature failed.
     AuthenticationFailed = 3,
-    /// No detail: the resumption ticket is unknown or expired; do a full handshake.
+    /// No detail: the resumption ticket is unknown, spent or expired; resume with
+    /// the session ticket or do a full handshake.
     UnknownTicket = 4,
 }
 
@@ -239,8 +241,33 @@ pub struct Established {
     pub sealer: Sealer,
     /// Opens records we receive.
     pub opener: Opener,
-    /// A ticket for resuming later without RSA; issued by full handshakes only.
+    /// How the keys were agreed.
+    pub setup: Setup,
+    /// A ticket for a later connection to resume with, instead of RSA: a session
+    /// ticket from a full handshake, a one-time ticket from a resumed one (none at
+    /// the end of a one-time chain).
     pub ticket: Option<Ticket>,
+}
+
+/// How a connection's keys were agreed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// RSA signatures and an X25519 exchange.
+    Full,
+    /// A session ticket and a fresh X25519 exchange.
+    Resumed,
+    /// A one-time ticket, spent by this connection.
+    OneTime,
+}
+
+impl fmt::Display for Setup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Setup::Full => "full",
+            Setup::Resumed => "resumed",
+            Setup::OneTime => "one-time ticket",
+        })
+    }
 }
 
 /// Running SHA-256 over every handshake byte sent or received, in order.
@@ -576,25 +603,27 @@ fn key_schedule(ikm: &[u8], transcript: &Transcript) -> Schedule {
 }
 
 impl Schedule {
-    /// The record-layer state for one side, and the ticket when `issue` is set.
+    /// The record-layer state for one side, and a ticket of kind `issue`, if any.
     fn establish(
         self,
         suite: CipherSuite,
         peer: Fingerprint,
         we_are_local: bool,
-        issue: bool,
+        setup: Setup,
+        issue: Option<TicketKind>,
     ) -> Established {
         let (ours, theirs) = if we_are_local {
             (self.to_remote, self.to_local)
         } else {
             (self.to_local, self.to_remote)
         };
-        let ticket = issue.then(|| Ticket::new(self.ticket_id, self.resumption, peer));
+        let ticket = issue.map(|kind| Ticket::new(self.ticket_id, self.resumption, peer, kind));
         Established {
             suite,
             peer,
             sealer: Sealer::new(suite, ours),
             opener: Opener::new(suite, theirs),
+            setup,
             ticket,
         }
     }

@@ -9,10 +9,10 @@
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
 
-use super::resume::{self, TicketStore};
+use super::resume::{self, TicketKind, TicketStore};
 use super::{
     AlertCode, CONTEXT_LOCAL, CONTEXT_REMOTE, Established, FrameType, HandshakeError, Offer,
-    PROTOCOL_VERSION, Reader, Transcript, encode_answer, frame, key_schedule, preface,
+    PROTOCOL_VERSION, Reader, Setup, Transcript, encode_answer, frame, key_schedule, preface,
     push_u16_prefixed, read_frame, read_frame_of, read_preface, refuse, send_alert,
 };
 use crate::crypto::CipherPolicy;
@@ -107,5 +107,11 @@ where
         return Err(HandshakeError::WeakKeyShare);
     }
     let schedule = key_schedule(shared.as_bytes(), &transcript);
-    Ok(schedule.establish(suite, fingerprint, false, true))
+    Ok(schedule.establish(
+        suite,
+        fingerprint,
+        false,
+        Setup::Full,
+        Some(TicketKind::Session),
+    ))
 }
