@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BufMut;
+use tokio::io::Interest;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -187,7 +188,7 @@ async fn plain_to_tunnel(
         let record = buf.get_or_insert_with(|| Vec::with_capacity(MAX_RECORD_LEN));
         record.clear();
         record.resize(HEADER_LEN + 1, 0);
-        let read = match plain.try_read_buf(&mut (&mut *record).limit(MAX_PAYLOAD_LEN)) {
+        let read = match read_draining(&plain, &mut (&mut *record).limit(MAX_PAYLOAD_LEN)) {
             Ok(read) => read,
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                 buf = None;
@@ -370,7 +371,7 @@ impl RecordReader {
                 self.buf.reserve_exact(READ_BUF_LEN);
             }
             let room = READ_BUF_LEN - self.buf.len();
-            match tunnel.try_read_buf(&mut (&mut self.buf).limit(room)) {
+            match read_draining(tunnel, &mut (&mut self.buf).limit(room)) {
                 Ok(0) => return Err(RecordError::Truncated.into()),
                 Ok(_) => return Ok(()),
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
@@ -386,6 +387,32 @@ impl RecordReader {
                 Err(err) => return Err(RelayError::Tunnel(err)),
             }
         }
+    }
+}
+
+/// Reads what `socket` has into `buf` without waiting, like `try_read_buf`. A read
+/// that fills less than the space offered emptied the socket's receive queue, so
+/// the socket's readiness is dropped with it: the next read then reports
+/// `WouldBlock` at once, without a system call, and waiting resumes on the next
+/// wake-up. Readiness is dropped only as of the wake-up seen before this read (a
+/// later one is kept), and an end of stream already seen stays visible.
+fn read_draining<B: BufMut>(socket: &ReadHalf<'_>, buf: &mut B) -> std::io::Result<usize> {
+    let socket: &TcpStream = socket.as_ref();
+    let offered = buf.chunk_mut().len();
+    let mut read = None;
+    let outcome = socket.try_io(Interest::READABLE, || {
+        let got = socket.try_read_buf(buf)?;
+        read = Some(got);
+        if 0 < got && got < offered {
+            // Reported as `WouldBlock` so that `try_io` drops the readiness.
+            Err(std::io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(got)
+        }
+    });
+    match (outcome, read) {
+        (Err(err), Some(got)) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(got),
+        (outcome, _) => outcome,
     }
 }
 
@@ -479,6 +506,37 @@ mod tests {
         let suite = CipherSuite::Aes256Gcm;
         let sealer = Sealer::new(suite, secret.clone());
         (sealer, RecordReader::new(Opener::new(suite, secret)))
+    }
+
+    #[tokio::test]
+    async fn a_short_read_waits_for_more_and_still_sees_the_end_of_stream() {
+        let (mut near, mut far) = pair().await;
+        let (read, _) = far.split();
+        let mut buf = Vec::with_capacity(1024);
+        let read = &read;
+        let mut read_some = || read_draining(read, &mut (&mut buf).limit(1024));
+        let woken = |what| async move {
+            let wait = tokio::time::timeout(Duration::from_secs(5), read.readable());
+            wait.await.expect(what).unwrap();
+        };
+
+        near.write_all(b"first").await.unwrap();
+        woken("the first bytes did not wake the reader").await;
+        assert_eq!(read_some().unwrap(), 5);
+        // The socket was emptied: the next read says so without waiting.
+        let err = read_some().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+
+        // New bytes wake the reader again; bytes and end of stream sent together
+        // are both seen, the end right after the bytes.
+        near.write_all(b"second").await.unwrap();
+        near.shutdown().await.unwrap();
+        woken("new bytes did not wake the reader").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(read_some().unwrap(), 6);
+        woken("the end of stream was lost").await;
+        assert_eq!(read_some().unwrap(), 0);
+        assert_eq!(buf, b"firstsecond");
     }
 
     #[tokio::test]
