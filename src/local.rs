@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Forward, LocalConfig};
@@ -89,10 +90,11 @@ impl Local {
                     task.instrument(span)
                 },
             );
-            servers.push(tokio::spawn(serve));
+            // Each accept loop ends with `run`, even if `run` is cancelled.
+            servers.push(AbortOnDropHandle::new(tokio::spawn(serve)));
         }
         for server in servers {
-            let _ = server.await;
+            net::join_task(server).await;
         }
         shutdown.drain(self.config.limits.shutdown_grace).await;
     }

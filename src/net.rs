@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::AbortOnDropHandle;
 use tracing::error;
 
 use crate::config::HostPort;
@@ -75,6 +76,16 @@ pub async fn serve<F, Fut>(
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// Waits for a spawned task that must not fail quietly: a panic in it is raised
+/// again in the caller.
+pub async fn join_task(task: AbortOnDropHandle<()>) {
+    if let Err(err) = task.await
+        && err.is_panic()
+    {
+        std::panic::resume_unwind(err.into_panic());
     }
 }
 

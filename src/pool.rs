@@ -79,6 +79,8 @@ pub struct TunnelPool {
     ticket: Mutex<Option<Ticket>>,
     /// One-time tickets left by resumed handshakes, oldest first.
     one_time: Mutex<VecDeque<Ticket>>,
+    /// Held while a full handshake runs, so that only one does.
+    full_handshake: tokio::sync::Mutex<()>,
     ready: Mutex<VecDeque<(Tunnel, Instant)>>,
     dialing: AtomicUsize,
     /// Failed background dials in a row, and when the next may start.
@@ -96,6 +98,7 @@ impl TunnelPool {
             size,
             ticket: Mutex::new(None),
             one_time: Mutex::new(VecDeque::new()),
+            full_handshake: tokio::sync::Mutex::new(()),
             ready: Mutex::new(VecDeque::new()),
             dialing: AtomicUsize::new(0),
             backoff: Mutex::new((0, None)),
@@ -248,35 +251,28 @@ impl TunnelPool {
 
     /// Connects and handshakes. Spends a one-time ticket if one is at hand, else
     /// resumes with the session ticket, else does a full handshake; a ticket the
-    /// remote no longer knows moves on to the next of these.
+    /// remote refuses moves on to the next of these.
     async fn dial(&self) -> Result<Tunnel, SetupError> {
         let started = Instant::now();
         if let Some(ticket) = self.take_one_time() {
             match self.resume(&ticket, started).await {
                 Err(SetupError::Handshake(HandshakeError::UnknownTicket)) => {
-                    // The remote restarted or dropped it: the rest are as stale.
-                    debug!("remote forgot a one-time ticket; resuming with the session ticket");
-                    self.lock_one_time().clear();
+                    // The remote stores a one-time ticket only once it has read the
+                    // end of the handshake that left it, and forgets them all when
+                    // it restarts: only this one is known to be bad.
+                    debug!("remote refused a one-time ticket; resuming with the session ticket");
                 }
                 outcome => return outcome,
             }
         }
-        let session = self
-            .ticket
-            .lock()
-            .expect("ticket lock is never poisoned")
-            .clone();
-        if let Some(ticket) = session.filter(Ticket::is_fresh) {
-            match self.resume(&ticket, started).await {
-                Err(SetupError::Handshake(HandshakeError::UnknownTicket)) => {
-                    debug!("remote forgot our ticket; doing a full handshake");
-                    self.ticket
-                        .lock()
-                        .expect("ticket lock is never poisoned")
-                        .take();
-                }
-                outcome => return outcome,
-            }
+        if let Some(tunnel) = self.resume_with_session(started).await? {
+            return Ok(tunnel);
+        }
+        // One full handshake at a time: dials that get here meanwhile wait for it,
+        // then resume with the ticket it leaves.
+        let _only_one = self.full_handshake.lock().await;
+        if let Some(tunnel) = self.resume_with_session(started).await? {
+            return Ok(tunnel);
         }
 
         let mut stream = self.connect().await?;
@@ -290,13 +286,41 @@ impl TunnelPool {
         let mut established = deadline(limit, attempt).await?;
         if let Some(ticket) = established.ticket.take() {
             *self.ticket.lock().expect("ticket lock is never poisoned") = Some(ticket);
-            self.lock_one_time().clear();
         }
         Ok(Tunnel {
             stream,
             established,
             setup: started.elapsed(),
         })
+    }
+
+    /// A tunnel resumed with the session ticket, or `None` when there is no fresh
+    /// one or the remote refuses it. A refused session ticket is forgotten, and the
+    /// one-time tickets with it: the remote has restarted or let it expire.
+    async fn resume_with_session(&self, started: Instant) -> Result<Option<Tunnel>, SetupError> {
+        let session = self
+            .ticket
+            .lock()
+            .expect("ticket lock is never poisoned")
+            .clone()
+            .filter(Ticket::is_fresh);
+        let Some(ticket) = session else {
+            return Ok(None);
+        };
+        match self.resume(&ticket, started).await {
+            Ok(tunnel) => Ok(Some(tunnel)),
+            Err(SetupError::Handshake(HandshakeError::UnknownTicket)) => {
+                debug!("remote forgot our session ticket; doing a full handshake");
+                let mut kept = self.ticket.lock().expect("ticket lock is never poisoned");
+                // Another dial may have stored a newer ticket meanwhile: keep that.
+                if kept.as_ref().is_some_and(|kept| kept.id() == ticket.id()) {
+                    *kept = None;
+                    self.lock_one_time().clear();
+                }
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// A resumed handshake with `ticket` on a new connection; keeps the one-time

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{DEFAULT_IDLE_TIMEOUT, RemoteConfig};
@@ -78,7 +79,7 @@ impl Remote {
         let conn_shutdown = shutdown.clone();
         // The accept loop runs as a task on the worker threads, not on the thread
         // that called `run`: each accepted connection is then started without
-        // waking another thread.
+        // waking another thread. It ends with `run`, even if `run` is cancelled.
         let serve = net::serve(
             self.listener,
             limit,
@@ -95,7 +96,7 @@ impl Remote {
                 .instrument(span)
             },
         );
-        let _ = tokio::spawn(serve).await;
+        net::join_task(AbortOnDropHandle::new(tokio::spawn(serve))).await;
         shutdown.drain(self.config.limits.shutdown_grace).await;
     }
 }
@@ -123,9 +124,10 @@ async fn handle(
     {
         Ok(established) => established,
         Err(HandshakeError::UnknownTicket) => {
-            // Normal after a restart or once tickets expire: the local side
-            // follows up with a full handshake.
-            debug!("resumption ticket unknown or expired; the local side will do a full handshake");
+            // Normal after a restart, once tickets expire, or when a one-time
+            // ticket is presented twice: the local side follows up with another
+            // ticket or a full handshake.
+            debug!("resumption ticket unknown, spent or expired; the local side will try again");
             return;
         }
         Err(err) => {

@@ -16,6 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tunnel::handshake::HandshakeError;
+use tunnel::local::Local;
+use tunnel::remote::Remote;
+use tunnel::shutdown::Shutdown;
 
 use common::{Logs, PROMPT};
 
@@ -285,4 +288,37 @@ async fn a_connection_cut_at_shutdown_tells_the_peer_why() {
         .await
         .expect("the local did not finish stopping")
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_role_stops_accepting() {
+    // A caller may cancel `run` (abort its task, or drop it in a select) without
+    // triggering shutdown: neither role may go on accepting in a task of its own.
+    let target = common::echo_target().await;
+    let remote = Remote::bind(common::remote_config(target)).await.unwrap();
+    let remote_addr = remote.local_addr().unwrap();
+    let local = Local::bind(common::local_config(remote_addr))
+        .await
+        .unwrap();
+    let local_addr = local.local_addrs()[0];
+    let shutdown = Shutdown::new();
+    let tasks = [
+        tokio::spawn(remote.run(shutdown.clone())),
+        tokio::spawn(local.run(shutdown.clone())),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for task in tasks {
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for addr in [local_addr, remote_addr] {
+        let refused = TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(
+            refused.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{addr} still accepts after its role was cancelled"
+        );
+    }
+    drop(shutdown);
 }

@@ -226,6 +226,36 @@ async fn a_changed_nonce_with_a_one_time_ticket_fails_the_remote_proof() {
     assert!(matches!(local, Err(HandshakeError::UnknownTicket)));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_time_ticket_presented_twice_at_once_works_for_one_connection_only() {
+    for _ in 0..10 {
+        let (ticket, store) = full_handshake().await;
+        let one_time = one_time_ticket(&ticket, &store).await;
+        let (first_addr, first) = spawn_remote(store.clone());
+        let (second_addr, second) = spawn_remote(store.clone());
+        let (first_addr, second_addr) = (first_addr.await, second_addr.await);
+        let ciphers = CipherPolicy::default();
+        let attempt = |addr| {
+            let (one_time, ciphers) = (one_time.clone(), ciphers.clone());
+            async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                resume::local(&mut stream, &one_time, &ciphers).await
+            }
+        };
+        let (a, b) = tokio::join!(attempt(first_addr), attempt(second_addr));
+        let outcomes = [a, b];
+        let ok = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+        let refused = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Err(HandshakeError::UnknownTicket)))
+            .count();
+        let errors: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+        assert_eq!((ok, refused), (1, 1), "{errors:?}");
+        let remotes = [first.await.unwrap(), second.await.unwrap()];
+        assert_eq!(remotes.iter().filter(|outcome| outcome.is_ok()).count(), 1);
+    }
+}
+
 #[tokio::test]
 async fn a_chain_of_one_time_tickets_ends_and_the_next_connection_uses_x25519() {
     let (ticket, store) = full_handshake().await;
@@ -285,7 +315,7 @@ async fn a_restarted_remote_makes_the_local_fall_back_to_a_full_handshake() {
     echo(local.addr).await;
 
     // A new remote on the same port has no tickets: every pooled tunnel the local
-    // made is gone, and its ticket is unknown.
+    // made is gone, and its tickets, one-time and session, are unknown.
     let full = |line: &str| {
         line.contains("tunnel::remote: tunnel open") && line.contains("handshake=full")
     };
@@ -294,10 +324,23 @@ async fn a_restarted_remote_makes_the_local_fall_back_to_a_full_handshake() {
     let mut config = common::remote_config(target);
     config.listen = addr;
     let _second = common::spawn_remote(config).await;
-    for _ in 0..3 {
+    for _ in 0..6 {
         echo(local.addr).await;
     }
     logs.wait_for_count(before + 1, full).await;
+    let refused = |line: &str| line.contains("resumption ticket unknown");
+    assert!(
+        !logs.lines(refused).is_empty(),
+        "no stale ticket was refused"
+    );
+    // The dials that find their tickets refused wait for one full handshake and
+    // resume with its ticket, instead of each paying for RSA.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        logs.lines(full).len(),
+        before + 1,
+        "more than one full handshake"
+    );
 }
 
 /// Echoes a few bytes through the local role at `addr`.

@@ -37,7 +37,7 @@ use rand::Rng;
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use x25519_dalek::{EphemeralSecret, PublicKey as KeyShare};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{
     AlertCode, Established, FrameType, HandshakeError, Offer, Reader, Setup, Transcript,
@@ -131,6 +131,11 @@ impl Ticket {
             TicketKind::OneTime { .. } => ONE_TIME_LIFETIME,
         };
         self.issued.elapsed() < lifetime
+    }
+
+    /// The ticket's id, which the resumed handshake sends in clear.
+    pub fn id(&self) -> [u8; TICKET_ID_LEN] {
+        self.id
     }
 
     /// How the ticket may be used.
@@ -449,9 +454,10 @@ struct FinishedKeys {
 impl FinishedKeys {
     /// `HKDF-Extract(salt = ticket secret, ikm = X25519 shared secret or zeros)`.
     fn new(resumption: &[u8; 32], shared: &[u8; 32]) -> Self {
-        let (prk, _) = Hkdf::<Sha256>::extract(Some(resumption), shared);
+        let (mut prk, _) = Hkdf::<Sha256>::extract(Some(resumption), shared);
         let mut handshake_secret = Zeroizing::new([0u8; 32]);
         handshake_secret.copy_from_slice(&prk);
+        prk.as_mut_slice().zeroize();
         Self { handshake_secret }
     }
 
