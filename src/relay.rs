@@ -391,11 +391,12 @@ impl RecordReader {
 }
 
 /// Reads what `socket` has into `buf` without waiting, like `try_read_buf`. A read
-/// that fills less than the space offered emptied the socket's receive queue, so
-/// the socket's readiness is dropped with it: the next read then reports
-/// `WouldBlock` at once, without a system call, and waiting resumes on the next
-/// wake-up. Readiness is dropped only as of the wake-up seen before this read (a
-/// later one is kept), and an end of stream already seen stays visible.
+/// of fewer than [`DRAINED_BELOW`] bytes that fills less than the space offered
+/// emptied the socket's receive queue, so the socket's readiness is dropped with
+/// it: the next read then reports `WouldBlock` at once, without a system call, and
+/// waiting resumes on the next wake-up. Readiness is dropped only as of the
+/// wake-up seen before this read (a later one is kept), and an end of stream
+/// already seen stays visible.
 fn read_draining<B: BufMut>(socket: &ReadHalf<'_>, buf: &mut B) -> std::io::Result<usize> {
     let socket: &TcpStream = socket.as_ref();
     let offered = buf.chunk_mut().len();
@@ -403,7 +404,7 @@ fn read_draining<B: BufMut>(socket: &ReadHalf<'_>, buf: &mut B) -> std::io::Resu
     let outcome = socket.try_io(Interest::READABLE, || {
         let got = socket.try_read_buf(buf)?;
         read = Some(got);
-        if 0 < got && got < offered {
+        if 0 < got && got < offered && got < DRAINED_BELOW {
             // Reported as `WouldBlock` so that `try_io` drops the readiness.
             Err(std::io::ErrorKind::WouldBlock.into())
         } else {
@@ -415,6 +416,14 @@ fn read_draining<B: BufMut>(socket: &ReadHalf<'_>, buf: &mut B) -> std::io::Resu
         (outcome, _) => outcome,
     }
 }
+
+/// Reads shorter than this drop the socket's readiness when they empty it (see
+/// [`read_draining`]): small messages are where one more read, only to learn it
+/// would block, costs as much as the work. A longer read is taken to be part of a
+/// bulk transfer, where more bytes have usually arrived by the time its record is
+/// sealed and sent, so reading again at once is cheaper than a trip through the
+/// poller.
+const DRAINED_BELOW: usize = 16 * 1024;
 
 /// Most bytes the record reader buffers: the largest record and 16 KiB more, so one
 /// read can take in a whole record and the start of the next while a stalled
