@@ -634,34 +634,42 @@ def phase_echo(args, setup, procs, ports, names, metrics, results, deadline):
                 paths.append(start_path(name, setup, procs, ports, Where(), target_port, "echo"))
             except BenchError as e:
                 record_error(results, name, "start", e)
+        # Round trips and connection rates drift with the machine's load over a run
+        # as much as bulk throughput does: they get the same interleaved rounds, and
+        # the report takes the median of each figure.
         if "rtt" in metrics:
-            for path in paths:
-                if time.time() > deadline:
-                    raise BenchError("time budget used up")
-                r = run_capture([setup.probe, "rtt", path.entry_host, str(path.entry_port),
-                                 str(args.rtt_count), str(RTT_WARMUP), str(RTT_SIZE)], 120)
-                if r.returncode != 0:
-                    record_error(results, path.name, "rtt", r.stderr.strip())
-                    continue
-                p50, p99, mean, _ = r.stdout.split()
-                res = results.setdefault(path.name, {})
-                res["rtt_p50"], res["rtt_p99"], res["rtt_mean"] = float(p50), float(p99), float(mean)
-                log(f"  rtt {path.name}: p50 {p50} us, p99 {p99} us")
+            for rnd in range(args.runs):
+                for path in rotated(paths, rnd):
+                    if time.time() > deadline:
+                        raise BenchError("time budget used up")
+                    r = run_capture([setup.probe, "rtt", path.entry_host, str(path.entry_port),
+                                     str(args.rtt_count), str(RTT_WARMUP), str(RTT_SIZE)], 120)
+                    if r.returncode != 0:
+                        record_error(results, path.name, "rtt", r.stderr.strip())
+                        continue
+                    p50, p99, mean, _ = r.stdout.split()
+                    res = results.setdefault(path.name, {})
+                    for key, value in (("rtt_p50", p50), ("rtt_p99", p99), ("rtt_mean", mean)):
+                        res.setdefault(key, []).append(float(value))
+                    log(f"  rtt round {rnd + 1} {path.name}: p50 {p50} us, p99 {p99} us")
         if "cps" in metrics:
-            for path in rotated(paths, 1):
-                if time.time() > deadline:
-                    raise BenchError("time budget used up")
-                r = run_capture([setup.probe, "cps", path.entry_host, str(path.entry_port),
-                                 str(args.cps_seconds)], args.cps_seconds + 60)
-                fields = r.stdout.split()
-                if len(fields) != 6:
-                    record_error(results, path.name, "cps", r.stderr.strip() or r.stdout)
-                    continue
-                n, secs, rate, p50, p99, failures = fields
-                res = results.setdefault(path.name, {})
-                res["cps"], res["cps_p50"], res["cps_p99"] = float(rate), float(p50), float(p99)
-                res["cps_failures"] = int(failures)
-                log(f"  cps {path.name}: {float(rate):.0f}/s ({n} in {secs}s, {failures} failed)")
+            for rnd in range(args.runs):
+                for path in rotated(paths, rnd + 1):
+                    if time.time() > deadline:
+                        raise BenchError("time budget used up")
+                    r = run_capture([setup.probe, "cps", path.entry_host, str(path.entry_port),
+                                     str(args.cps_seconds)], args.cps_seconds + 60)
+                    fields = r.stdout.split()
+                    if len(fields) != 6:
+                        record_error(results, path.name, "cps", r.stderr.strip() or r.stdout)
+                        continue
+                    n, secs, rate, p50, p99, failures = fields
+                    res = results.setdefault(path.name, {})
+                    for key, value in (("cps", rate), ("cps_p50", p50), ("cps_p99", p99)):
+                        res.setdefault(key, []).append(float(value))
+                    res["cps_failures"] = res.get("cps_failures", 0) + int(failures)
+                    log(f"  cps round {rnd + 1} {path.name}: {float(rate):.0f}/s "
+                        f"({n} in {secs}s, {failures} failed)")
         if "idle" in metrics:
             for path in rotated(paths, 2):
                 if path.name == "direct":
@@ -798,10 +806,10 @@ def summarise(results):
     table = {}
     for name, r in results.items():
         row = {}
-        for key in ("bulk1", "bulk4"):
+        for key in ("bulk1", "bulk4", "rtt_p50", "rtt_p99", "cps"):
             if r.get(key):
                 row[key] = statistics.median(r[key])
-        for key in ("rtt_p50", "rtt_p99", "cps", "ttfb", "idle_kib"):
+        for key in ("ttfb", "idle_kib"):
             if key in r:
                 row[key] = r[key]
         if name == "direct":
@@ -860,10 +868,11 @@ def render(meta, names, results, table, best):
         f"{best[k][1]}" if k in best else "–" for k, _, _, _, _ in COLUMNS) + " |")
     out.append("")
     out.append("## Details\n")
-    out.append("| path | 1-stream runs | 4-stream runs | peak RSS client / server (MiB) | "
-               "idle conns held (failed), open time | idle PSS client / server (MiB) | "
-               "connect+echo p50 / p99 (µs) | first response min / max (ms) |")
-    out.append("|---|---|---|---|---|---|---|---|")
+    out.append("| path | 1-stream runs | 4-stream runs | new conns runs | "
+               "peak RSS client / server (MiB) | idle conns held (failed), open time | "
+               "idle PSS client / server (MiB) | connect+echo p50 / p99 (µs) | "
+               "first response min / max (ms) |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         r = results.get(name, {})
         runs1 = ", ".join(f"{v:.2f}" for v in r.get("bulk1", [])) or "–"
@@ -876,9 +885,12 @@ def render(meta, names, results, table, best):
                f"{r['idle_loaded_kib']['client'] / 1024:.1f} / "
                f"{r['idle_base_kib']['server'] / 1024:.1f}→"
                f"{r['idle_loaded_kib']['server'] / 1024:.1f}" if "idle_loaded_kib" in r else "–")
-        cps = f"{r['cps_p50']:.0f} / {r['cps_p99']:.0f}" if "cps_p50" in r else "–"
+        cps = (f"{statistics.median(r['cps_p50']):.0f} / {statistics.median(r['cps_p99']):.0f}"
+               if r.get("cps_p50") else "–")
+        rates = ", ".join(f"{v:.0f}" for v in r.get("cps", [])) or "–"
         ttfb = f"{r['ttfb_min']:.1f} / {r['ttfb_max']:.1f}" if "ttfb_min" in r else "–"
-        out.append(f"| {name} | {runs1} | {runs4} | {hwm} | {idle} | {pss} | {cps} | {ttfb} |")
+        out.append(f"| {name} | {runs1} | {runs4} | {rates} | {hwm} | {idle} | {pss} | {cps} "
+                   f"| {ttfb} |")
     out.append("")
     out.append("## Conditions\n")
     p = meta["params"]
@@ -890,9 +902,10 @@ def render(meta, names, results, table, best):
     out.append("- Peak RSS: VmHWM summed over each side's processes, sampled every "
                f"{SAMPLE_INTERVAL_S}s during the four-stream runs (the largest sum is kept).")
     out.append(f"- RTT: {p['rtt_count']} round trips of {RTT_SIZE} bytes after {RTT_WARMUP} "
-               "warm-up ones, one connection, TCP_NODELAY on the client and the echo server.")
+               "warm-up ones, one connection, TCP_NODELAY on the client and the echo server; "
+               f"{p['runs']} interleaved rounds, median of each percentile.")
     out.append(f"- New connections: connect, 1 byte each way, close, one after another for "
-               f"{p['cps_seconds']} s.")
+               f"{p['cps_seconds']} s; {p['runs']} interleaved rounds, median rate.")
     out.append(f"- Idle connections: {p['idle_conns']} opened at most {HOLD_INFLIGHT} at a time, "
                "each sends one byte and reads its echo; the figure is the rise in PSS (from "
                "smaps_rollup, so pages shared by forked children are split between them) of "

@@ -2,7 +2,7 @@
 # Compares tunnel with other TCP forwarders on this machine (loopback and two network
 # namespaces of its own) and writes benches/compare/results/<date>.md and .png.
 #
-#   benches/compare/run.sh                       # every path and metric, about 10 minutes
+#   benches/compare/run.sh                       # every path and metric, about 11 minutes
 #   benches/compare/run.sh --paths direct,socat,tunnel-aes --metrics bulk1,rtt
 #   COMPARE_RUNS=1 COMPARE_SECONDS=2 benches/compare/run.sh   # quick look
 #
