@@ -79,16 +79,8 @@ async fn a_changed_key_share_in_the_resume_hello_fails_the_remote_proof() {
 async fn a_changed_ticket_id_is_unknown_to_the_remote() {
     let (ticket, store) = full_handshake().await;
     let (local, remote) = resumed_through(&ticket, &store, Edit::FlipLast(RESUME_HELLO)).await;
-    assert!(
-        matches!(local, Err(HandshakeError::UnknownTicket)),
-        "{:?}",
-        local.err()
-    );
-    assert!(
-        matches!(remote, Err(HandshakeError::UnknownTicket)),
-        "{:?}",
-        remote.err()
-    );
+    expect_unknown_ticket(local);
+    expect_unknown_ticket(remote);
 }
 
 #[tokio::test]
@@ -164,16 +156,8 @@ async fn a_one_time_ticket_resumes_without_a_key_exchange_and_only_once() {
 
     // The remote forgot the ticket when it was presented: a second use fails.
     let (local, remote) = resumed_through(&one_time, &store, Edit::None).await;
-    assert!(
-        matches!(local, Err(HandshakeError::UnknownTicket)),
-        "{:?}",
-        local.err()
-    );
-    assert!(
-        matches!(remote, Err(HandshakeError::UnknownTicket)),
-        "{:?}",
-        remote.err()
-    );
+    expect_unknown_ticket(local);
+    expect_unknown_ticket(remote);
 }
 
 #[tokio::test]
@@ -196,11 +180,7 @@ async fn a_replayed_one_time_flight_finds_the_ticket_spent() {
         .await
         .expect("the remote neither finished nor failed")
         .unwrap();
-    assert!(
-        matches!(remote, Err(HandshakeError::UnknownTicket)),
-        "{:?}",
-        remote.err()
-    );
+    expect_unknown_ticket(remote);
     let mut answer = Vec::new();
     attacker.read_to_end(&mut answer).await.unwrap();
     assert_eq!(
@@ -223,7 +203,7 @@ async fn a_changed_nonce_with_a_one_time_ticket_fails_the_remote_proof() {
     );
     // The attempt spent the ticket all the same.
     let (local, _) = resumed_through(&one_time, &store, Edit::None).await;
-    assert!(matches!(local, Err(HandshakeError::UnknownTicket)));
+    expect_unknown_ticket(local);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,6 +338,14 @@ async fn echo(addr: SocketAddr) {
         .expect("the echo stalled")
         .expect("the echo failed");
     assert_eq!(back, b"ping");
+}
+
+fn expect_unknown_ticket(outcome: Outcome) {
+    assert!(
+        matches!(outcome, Err(HandshakeError::UnknownTicket)),
+        "expected an unknown ticket, got {:?}",
+        outcome.err()
+    );
 }
 
 fn expect_bad_finished(outcome: Outcome, signer: &str) {
