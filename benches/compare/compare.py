@@ -45,7 +45,7 @@ ALL_PATHS = [
     "tunnel-chacha",
 ]
 PEERS = {"socat", "spiped", "stunnel-aes", "stunnel-chacha", "ssh-aes", "ssh-chacha"}
-ALL_METRICS = ["bulk1", "bulk4", "rtt", "cps", "idle", "ttfb"]
+ALL_METRICS = ["bulk1", "bulk4", "rtt", "rtt1", "cps", "idle", "ttfb"]
 
 STUNNEL_SUITES = {"aes": "TLS_AES_256_GCM_SHA384", "chacha": "TLS_CHACHA20_POLY1305_SHA256"}
 SSH_CIPHERS = {"aes": "aes128-gcm@openssh.com", "chacha": "chacha20-poly1305@openssh.com"}
@@ -115,6 +115,20 @@ def tree(roots, table=None):
         out.append(pid)
         todo.extend(children.get(pid, []))
     return out
+
+
+def pin(pids, cpus):
+    """Sets the CPU affinity of every thread of the given processes."""
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass
 
 
 def cpu_seconds(roots):
@@ -652,6 +666,8 @@ def phase_echo(args, setup, procs, ports, names, metrics, results, deadline):
                     for key, value in (("rtt_p50", p50), ("rtt_p99", p99), ("rtt_mean", mean)):
                         res.setdefault(key, []).append(float(value))
                     log(f"  rtt round {rnd + 1} {path.name}: p50 {p50} us, p99 {p99} us")
+        if "rtt1" in metrics:
+            rtt_one_cpu(args, setup, paths, echo, results, deadline)
         if "cps" in metrics:
             for rnd in range(args.runs):
                 for path in rotated(paths, rnd + 1):
@@ -684,6 +700,37 @@ def phase_echo(args, setup, procs, ports, names, metrics, results, deadline):
         for path in paths:
             procs.stop(path.procs())
         procs.stop([echo])
+
+
+def rtt_one_cpu(args, setup, paths, echo, results, deadline):
+    """Round trips with the client, the echo server and every relay process on CPU 0.
+
+    On a virtual machine a wake-up that crosses to another CPU costs tens of
+    microseconds, so the plain round-trip figure depends mostly on which CPU each
+    process happens to sit on. With everything on one CPU no hop crosses, and what is
+    left is each relay's own cost per message.
+    """
+    everywhere = os.sched_getaffinity(0)
+    for rnd in range(args.runs):
+        for path in rotated(paths, rnd):
+            if time.time() > deadline:
+                raise BenchError("time budget used up")
+            pids = tree(path.roots()) + [echo.pid]
+            pin(pids, {0})
+            try:
+                r = run_capture(["taskset", "-c", "0", setup.probe, "rtt", path.entry_host,
+                                 str(path.entry_port), str(args.rtt_count), str(RTT_WARMUP),
+                                 str(RTT_SIZE)], 120)
+            finally:
+                pin(tree(path.roots()) + [echo.pid], everywhere)
+            if r.returncode != 0:
+                record_error(results, path.name, "rtt1", r.stderr.strip())
+                continue
+            p50, p99, _, _ = r.stdout.split()
+            res = results.setdefault(path.name, {})
+            res.setdefault("rtt1_p50", []).append(float(p50))
+            res.setdefault("rtt1_p99", []).append(float(p99))
+            log(f"  one-CPU rtt round {rnd + 1} {path.name}: p50 {p50} us, p99 {p99} us")
 
 
 class DelayedLink:
@@ -794,6 +841,7 @@ COLUMNS = [
     ("bulk4", "4 streams", "Gbit/s", True, "{:.2f}"),
     ("rtt_p50", "RTT p50", "µs", False, "{:.1f}"),
     ("rtt_p99", "RTT p99", "µs", False, "{:.1f}"),
+    ("rtt1_p50", "RTT p50, one CPU", "µs", False, "{:.1f}"),
     ("cps", "new conns", "per s", True, "{:.0f}"),
     ("ttfb", "first response, 20 ms link", "ms", False, "{:.1f}"),
     ("hwm", "peak RSS, 4 streams", "MiB", False, "{:.1f}"),
@@ -806,7 +854,7 @@ def summarise(results):
     table = {}
     for name, r in results.items():
         row = {}
-        for key in ("bulk1", "bulk4", "rtt_p50", "rtt_p99", "cps"):
+        for key in ("bulk1", "bulk4", "rtt_p50", "rtt_p99", "rtt1_p50", "cps"):
             if r.get(key):
                 row[key] = statistics.median(r[key])
         for key in ("ttfb", "idle_kib"):
@@ -903,7 +951,9 @@ def render(meta, names, results, table, best):
                f"{SAMPLE_INTERVAL_S}s during the four-stream runs (the largest sum is kept).")
     out.append(f"- RTT: {p['rtt_count']} round trips of {RTT_SIZE} bytes after {RTT_WARMUP} "
                "warm-up ones, one connection, TCP_NODELAY on the client and the echo server; "
-               f"{p['runs']} interleaved rounds, median of each percentile.")
+               f"{p['runs']} interleaved rounds, median of each percentile. RTT on one CPU: "
+               "the same with the client, the echo server and every relay thread pinned to "
+               "CPU 0, so that no hop pays for waking another CPU.")
     out.append(f"- New connections: connect, 1 byte each way, close, one after another for "
                f"{p['cps_seconds']} s; {p['runs']} interleaved rounds, median rate.")
     out.append(f"- Idle connections: {p['idle_conns']} opened at most {HOLD_INFLIGHT} at a time, "
@@ -1078,7 +1128,7 @@ def main():
                 log("phase 1: bulk throughput through iperf3")
                 phase_bulk(args, setup, procs, ports, args.paths, args.metrics, results,
                            deadline)
-            if {"rtt", "cps", "idle"} & set(args.metrics):
+            if {"rtt", "rtt1", "cps", "idle"} & set(args.metrics):
                 log("phase 2: round trips, new connections and idle connections")
                 phase_echo(args, setup, procs, ports, args.paths, args.metrics, results,
                            deadline)

@@ -38,7 +38,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 missing=()
-for tool in socat spiped stunnel sshd:/usr/sbin/sshd ssh ssh-keygen iperf3 ip ss tc gcc openssl; do
+for tool in socat spiped stunnel sshd:/usr/sbin/sshd ssh ssh-keygen iperf3 ip ss tc gcc openssl taskset; do
     name=${tool%%:*}
     path=${tool#*:}
     [[ "$path" == "$tool" ]] && path=$name
