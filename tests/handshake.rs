@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tunnel::crypto::CipherPolicy;
-use tunnel::handshake::{self, HandshakeError, local::LocalParams, remote::RemoteParams};
-use tunnel::keys::{AuthorizedKeys, Fingerprint};
+use tunnel::handshake::{self, HandshakeError, local::LocalParams};
+use tunnel::keys::Fingerprint;
 
-use common::{PROMPT, fingerprint, fixture, key};
+use common::{PROMPT, fingerprint, fixture, key, remote_handshake};
 
 #[tokio::test]
 async fn remote_names_the_unknown_local_key() {
@@ -218,16 +218,7 @@ async fn direct_handshake(
     let addr = listener.local_addr().unwrap();
     let remote = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let key = key("remote");
-        let authorized = AuthorizedKeys::from_fingerprints([fingerprint("local")]);
-        let ciphers = CipherPolicy::default();
-        let params = RemoteParams {
-            key: &key,
-            authorized: &authorized,
-            ciphers: &ciphers,
-            tickets: None,
-        };
-        handshake::remote::run(&mut stream, &params).await
+        remote_handshake(&mut stream, None).await
     });
 
     let key = key(local_key);

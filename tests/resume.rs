@@ -17,20 +17,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tunnel::crypto::CipherPolicy;
 use tunnel::handshake::local::LocalParams;
-use tunnel::handshake::remote::RemoteParams;
 use tunnel::handshake::resume::{self, Ticket, TicketKind, TicketStore};
 use tunnel::handshake::{self, Established, HandshakeError, Setup};
-use tunnel::keys::AuthorizedKeys;
 use tunnel::record::RecordType;
 
-use common::{Logs, PROMPT, fingerprint, key};
-
-const PREFACE_LEN: usize = 8;
-const RESUME_HELLO: u8 = 5;
-const RESUME_ACCEPT: u8 = 6;
-const REMOTE_FINISHED: u8 = 7;
-const LOCAL_FINISHED: u8 = 8;
-const ALERT: u8 = 0x7f;
+use common::{Logs, PROMPT, fingerprint, frame, key, remote_handshake};
 
 type Outcome = Result<Established, HandshakeError>;
 
@@ -65,7 +56,8 @@ async fn a_resumed_handshake_gives_both_sides_matching_keys() {
 #[tokio::test]
 async fn a_changed_key_share_in_the_resume_hello_fails_the_remote_proof() {
     let (ticket, store) = full_handshake().await;
-    let (local, remote) = resumed_through(&ticket, &store, Edit::FlipFirst(RESUME_HELLO)).await;
+    let (local, remote) =
+        resumed_through(&ticket, &store, Edit::FlipFirst(frame::RESUME_HELLO)).await;
     expect_bad_finished(local, "remote");
     // The remote only sees the local give up.
     assert!(
@@ -78,7 +70,8 @@ async fn a_changed_key_share_in_the_resume_hello_fails_the_remote_proof() {
 #[tokio::test]
 async fn a_changed_ticket_id_is_unknown_to_the_remote() {
     let (ticket, store) = full_handshake().await;
-    let (local, remote) = resumed_through(&ticket, &store, Edit::FlipLast(RESUME_HELLO)).await;
+    let (local, remote) =
+        resumed_through(&ticket, &store, Edit::FlipLast(frame::RESUME_HELLO)).await;
     expect_unknown_ticket(local);
     expect_unknown_ticket(remote);
 }
@@ -93,21 +86,22 @@ async fn a_rewritten_cipher_offer_fails_the_remote_proof() {
 #[tokio::test]
 async fn a_changed_resume_accept_fails_the_remote_proof() {
     let (ticket, store) = full_handshake().await;
-    let (local, _) = resumed_through(&ticket, &store, Edit::FlipFirst(RESUME_ACCEPT)).await;
+    let (local, _) = resumed_through(&ticket, &store, Edit::FlipFirst(frame::RESUME_ACCEPT)).await;
     expect_bad_finished(local, "remote");
 }
 
 #[tokio::test]
 async fn a_changed_remote_finished_is_refused_by_the_local() {
     let (ticket, store) = full_handshake().await;
-    let (local, _) = resumed_through(&ticket, &store, Edit::FlipLast(REMOTE_FINISHED)).await;
+    let (local, _) = resumed_through(&ticket, &store, Edit::FlipLast(frame::REMOTE_FINISHED)).await;
     expect_bad_finished(local, "remote");
 }
 
 #[tokio::test]
 async fn a_changed_local_finished_is_refused_by_the_remote() {
     let (ticket, store) = full_handshake().await;
-    let (local, remote) = resumed_through(&ticket, &store, Edit::FlipLast(LOCAL_FINISHED)).await;
+    let (local, remote) =
+        resumed_through(&ticket, &store, Edit::FlipLast(frame::LOCAL_FINISHED)).await;
     // The local has sent its last message and does not wait for a verdict.
     assert!(local.is_ok(), "{:?}", local.err());
     expect_bad_finished(remote, "local");
@@ -171,8 +165,11 @@ async fn a_replayed_one_time_flight_finds_the_ticket_spent() {
     );
 
     // The preface and ResumeHello: the remote must refuse before anything else.
-    let hello_len = u16::from_be_bytes([recorded[PREFACE_LEN + 1], recorded[PREFACE_LEN + 2]]);
-    let hello_end = PREFACE_LEN + 3 + usize::from(hello_len);
+    let hello_len = u16::from_be_bytes([
+        recorded[frame::PREFACE_LEN + 1],
+        recorded[frame::PREFACE_LEN + 2],
+    ]);
+    let hello_end = frame::PREFACE_LEN + 3 + usize::from(hello_len);
     let (remote_addr, remote) = spawn_remote(store.clone());
     let mut attacker = TcpStream::connect(remote_addr.await).await.unwrap();
     attacker.write_all(&recorded[..hello_end]).await.unwrap();
@@ -184,8 +181,8 @@ async fn a_replayed_one_time_flight_finds_the_ticket_spent() {
     let mut answer = Vec::new();
     attacker.read_to_end(&mut answer).await.unwrap();
     assert_eq!(
-        answer[PREFACE_LEN..PREFACE_LEN + 4],
-        [ALERT, 0, 1, 4],
+        answer[frame::PREFACE_LEN..frame::PREFACE_LEN + 4],
+        [frame::ALERT, 0, 1, 4],
         "the remote must answer with Alert(unknown ticket)"
     );
 }
@@ -194,7 +191,8 @@ async fn a_replayed_one_time_flight_finds_the_ticket_spent() {
 async fn a_changed_nonce_with_a_one_time_ticket_fails_the_remote_proof() {
     let (ticket, store) = full_handshake().await;
     let one_time = one_time_ticket(&ticket, &store).await;
-    let (local, remote) = resumed_through(&one_time, &store, Edit::FlipFirst(RESUME_HELLO)).await;
+    let (local, remote) =
+        resumed_through(&one_time, &store, Edit::FlipFirst(frame::RESUME_HELLO)).await;
     expect_bad_finished(local, "remote");
     assert!(
         matches!(remote, Err(HandshakeError::Io(_))),
@@ -404,16 +402,7 @@ fn spawn_remote(
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         addr_tx.send(listener.local_addr().unwrap()).unwrap();
         let (mut stream, _) = listener.accept().await.unwrap();
-        let key = key("remote");
-        let authorized = AuthorizedKeys::from_fingerprints([fingerprint("local")]);
-        let ciphers = CipherPolicy::default();
-        let params = RemoteParams {
-            key: &key,
-            authorized: &authorized,
-            ciphers: &ciphers,
-            tickets: Some(&store),
-        };
-        let outcome = handshake::remote::run(&mut stream, &params).await;
+        let outcome = remote_handshake(&mut stream, Some(&store)).await;
         if let Ok(established) = &outcome
             && let Some(ticket) = established.ticket.clone()
         {
@@ -540,7 +529,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let copied = async {
-        let mut preface = [0u8; PREFACE_LEN];
+        let mut preface = [0u8; frame::PREFACE_LEN];
         from.read_exact(&mut preface).await?;
         to.write_all(&preface).await?;
         loop {
@@ -555,7 +544,10 @@ where
             frame.extend_from_slice(&(body.len() as u16).to_be_bytes());
             frame.extend_from_slice(&body);
             to.write_all(&frame).await?;
-            if matches!(kind, LOCAL_FINISHED | REMOTE_FINISHED | ALERT) {
+            if matches!(
+                kind,
+                frame::LOCAL_FINISHED | frame::REMOTE_FINISHED | frame::ALERT
+            ) {
                 break;
             }
         }
@@ -570,7 +562,7 @@ fn apply(edit: Edit, kind: u8, mut body: Vec<u8>) -> Vec<u8> {
     match edit {
         Edit::FlipFirst(target) if target == kind => body[0] ^= 0x01,
         Edit::FlipLast(target) if target == kind => *body.last_mut().unwrap() ^= 0x01,
-        Edit::DropFirstCipher if kind == RESUME_HELLO => {
+        Edit::DropFirstCipher if kind == frame::RESUME_HELLO => {
             // share (32), flags (1), count (1), ids, ticket id (16)
             let count = usize::from(body[33]);
             assert!(count >= 2, "the default offer lists both ciphers");

@@ -26,12 +26,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tunnel::crypto::CipherPolicy;
-use tunnel::handshake::remote::RemoteParams;
 use tunnel::handshake::{self, Established, HandshakeError, local::LocalParams};
-use tunnel::keys::AuthorizedKeys;
 use tunnel::record::{HEADER_LEN, RecordError, RecordType, parse_header};
 
-use common::{Logs, PROMPT, fingerprint, key};
+use common::{Logs, PROMPT, fingerprint, frame, key, remote_handshake};
 
 // ---------------------------------------------------------------------------------
 // Full roles: client -> local -> proxy -> remote -> recording target.
@@ -413,16 +411,7 @@ async fn direct_streams(
     let proxy = Proxy::start(listener.local_addr().unwrap(), fault, direction).await;
     let remote = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let key = key("remote");
-        let authorized = AuthorizedKeys::from_fingerprints([fingerprint("local")]);
-        let ciphers = CipherPolicy::default();
-        let params = RemoteParams {
-            key: &key,
-            authorized: &authorized,
-            ciphers: &ciphers,
-            tickets: None,
-        };
-        let result = handshake::remote::run(&mut stream, &params).await;
+        let result = remote_handshake(&mut stream, None).await;
         (result, stream)
     });
 
@@ -555,16 +544,16 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut preface = [0u8; PREFACE_LEN];
+    let mut preface = [0u8; frame::PREFACE_LEN];
     from.read_exact(&mut preface).await?;
     to.write_all(&preface).await?;
     loop {
         let mut frame = read_frame(from).await?;
-        if let (Fault::Offer(edit), FRAME_LOCAL_HELLO) = (fault, frame[0]) {
+        if let (Fault::Offer(edit), frame::LOCAL_HELLO) = (fault, frame[0]) {
             frame = rewrite_offer(&frame, edit);
         }
         to.write_all(&frame).await?;
-        if frame[0] == FRAME_ALERT {
+        if frame[0] == frame::ALERT {
             tokio::io::copy(from, to).await?;
             return Ok(());
         }
@@ -617,8 +606,8 @@ where
 /// toward the local.
 fn last_frame_of_flight(side: Direction, kind: u8) -> bool {
     match side {
-        Direction::LocalToRemote => kind == FRAME_LOCAL_AUTH || kind == FRAME_LOCAL_FINISHED,
-        Direction::RemoteToLocal => kind == FRAME_REMOTE_AUTH || kind == FRAME_REMOTE_FINISHED,
+        Direction::LocalToRemote => kind == frame::LOCAL_AUTH || kind == frame::LOCAL_FINISHED,
+        Direction::RemoteToLocal => kind == frame::REMOTE_AUTH || kind == frame::REMOTE_FINISHED,
     }
 }
 
@@ -853,11 +842,3 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// Upper bound on one end-to-end run.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(10);
-
-const PREFACE_LEN: usize = 8;
-const FRAME_LOCAL_HELLO: u8 = 1;
-const FRAME_REMOTE_AUTH: u8 = 3;
-const FRAME_LOCAL_AUTH: u8 = 4;
-const FRAME_REMOTE_FINISHED: u8 = 7;
-const FRAME_LOCAL_FINISHED: u8 = 8;
-const FRAME_ALERT: u8 = 0x7f;

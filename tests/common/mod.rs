@@ -10,13 +10,49 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tunnel::config::{Forward, HostPort, Limits, LocalConfig, RemoteConfig};
 use tunnel::crypto::CipherPolicy;
+use tunnel::handshake::remote::RemoteParams;
+use tunnel::handshake::resume::TicketStore;
+use tunnel::handshake::{self, Established, HandshakeError};
 use tunnel::keys::{self, AuthorizedKeys, Fingerprint, PrivateKey};
 use tunnel::local::Local;
 use tunnel::remote::Remote;
 use tunnel::shutdown::Shutdown;
+
+/// Runs the remote side of a handshake on `stream` with the test keys: the "remote"
+/// key, only the "local" key authorized, default ciphers, and tickets from `tickets`.
+pub async fn remote_handshake(
+    stream: &mut TcpStream,
+    tickets: Option<&TicketStore>,
+) -> Result<Established, HandshakeError> {
+    let key = key("remote");
+    let authorized = AuthorizedKeys::from_fingerprints([fingerprint("local")]);
+    let ciphers = CipherPolicy::default();
+    let params = RemoteParams {
+        key: &key,
+        authorized: &authorized,
+        ciphers: &ciphers,
+        tickets,
+    };
+    handshake::remote::run(stream, &params).await
+}
+
+/// Wire values of the handshake, spelled out from docs/PROTOCOL.md rather than taken
+/// from the library, so that tests which build or edit frames notice a drift.
+pub mod frame {
+    /// Bytes of the preface each side sends first.
+    pub const PREFACE_LEN: usize = 8;
+    pub const LOCAL_HELLO: u8 = 1;
+    pub const REMOTE_AUTH: u8 = 3;
+    pub const LOCAL_AUTH: u8 = 4;
+    pub const RESUME_HELLO: u8 = 5;
+    pub const RESUME_ACCEPT: u8 = 6;
+    pub const REMOTE_FINISHED: u8 = 7;
+    pub const LOCAL_FINISHED: u8 = 8;
+    pub const ALERT: u8 = 0x7f;
+}
 
 /// Path of a file under tests/fixtures.
 pub fn fixture(name: &str) -> PathBuf {
