@@ -103,8 +103,9 @@ pub struct RemoteArgs {
 /// Options both roles take.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Allowed ciphers, most preferred first. Without it both are allowed and
-    /// AES-256-GCM is chosen only when both sides have AES hardware.
+    /// Allowed ciphers. The remote picks the first of its list that the local also
+    /// allows. Without it both are allowed and AES-256-GCM is chosen only when both
+    /// sides have AES hardware.
     #[arg(long, env = "TUNNEL_CIPHERS", value_delimiter = ',', value_parser = parse_suite)]
     pub ciphers: Vec<CipherSuite>,
 

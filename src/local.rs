@@ -56,6 +56,7 @@ impl Local {
     pub async fn run(self, shutdown: Shutdown) {
         let limit = Arc::new(Semaphore::new(self.config.limits.max_connections));
         let mut servers = Vec::new();
+        let mut pools = Vec::new();
         for (listener, forward) in self.listeners {
             let addr = listener
                 .local_addr()
@@ -68,9 +69,10 @@ impl Local {
                 self.config.pool,
             );
             pool.fill();
-            shutdown
-                .tracker()
-                .spawn(pool.clone().maintain(shutdown.clone()));
+            // Not on the shutdown tracker, which counts client connections only: the
+            // pool ends by itself once stopping, retiring its ready tunnels.
+            let maintain = pool.clone().maintain(shutdown.clone());
+            pools.push(AbortOnDropHandle::new(tokio::spawn(maintain)));
             let forward = Arc::new(forward);
             let conn_shutdown = shutdown.clone();
             let config = self.config.clone();
@@ -93,8 +95,8 @@ impl Local {
             // Each accept loop ends with `run`, even if `run` is cancelled.
             servers.push(AbortOnDropHandle::new(tokio::spawn(serve)));
         }
-        for server in servers {
-            net::join_task(server).await;
+        for task in servers.into_iter().chain(pools) {
+            net::join_task(task).await;
         }
         shutdown.drain(self.config.limits.shutdown_grace).await;
     }
@@ -127,6 +129,7 @@ async fn handle(
         cipher = %tunnel.established.suite,
         handshake = %tunnel.established.setup,
         setup_ms = net::millis(tunnel.setup),
+        waited_ms = net::millis(started.elapsed()),
         "tunnel open"
     );
 

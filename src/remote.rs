@@ -142,6 +142,7 @@ async fn handle(
         }
     };
     let handshake_ms = net::millis(started.elapsed());
+    let handshaken = Instant::now();
     let setup = established.setup;
     if let Some(ticket) = established.ticket.take() {
         tickets.insert(ticket);
@@ -192,6 +193,7 @@ async fn handle(
         handshake = %setup,
         target = %config.target,
         handshake_ms,
+        pooled_ms = net::millis(handshaken.elapsed()),
         "tunnel open"
     );
 

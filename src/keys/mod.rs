@@ -421,7 +421,8 @@ fn public_key_from_pem(block: &pem::Pem, path: &Path) -> Result<PublicKey, KeyEr
 }
 
 /// Reads the pinned remote key: a fingerprint (text after it, such as the rest of a
-/// `tunnel fingerprint` line, is ignored), or the path of a PEM key file.
+/// `tunnel fingerprint` line, is ignored), or the path of a PEM public key file. A
+/// private key is refused: the local side has no business holding the remote's.
 ///
 /// # Errors
 /// [`KeyError`] from parsing the fingerprint or loading the file.
@@ -439,7 +440,17 @@ pub fn load_pin(value: &str) -> Result<Fingerprint, KeyError> {
                 .into(),
         });
     }
-    Ok(load_public_key(path)?.fingerprint)
+    let block = read_pem(path)?;
+    if block.tag().contains("PRIVATE") {
+        return Err(KeyError::Format {
+            path: path.into(),
+            reason: "is a private key; pin the remote by its public key (the .pub file \
+                     `tunnel keygen` wrote beside it) or its fingerprint, and keep the private \
+                     key on the remote only"
+                .into(),
+        });
+    }
+    Ok(public_key_from_pem(&block, path)?.fingerprint)
 }
 
 /// The size of an RSA key's modulus in bits, as `openssl` reports it.
@@ -604,6 +615,21 @@ mod tests {
         let big = temp_file("big.pem", &vec![b'A'; MAX_KEY_FILE_LEN as usize + 1]);
         let err = load_private_key(&big).unwrap_err().to_string();
         assert!(err.contains("more than any key file"), "{err}");
+    }
+
+    #[test]
+    fn a_private_key_is_refused_as_the_pin() {
+        let private = include_str!("../../tests/fixtures/test-only-remote.pem");
+        let path = temp_file("pin-private.pem", private.as_bytes());
+        let err = load_pin(path.to_str().unwrap()).unwrap_err().to_string();
+        assert!(
+            err.contains("is a private key; pin the remote by its public key"),
+            "{err}"
+        );
+        let public = include_str!("../../tests/fixtures/test-only-remote.pub.pem");
+        let path = temp_file("pin-public.pem", public.as_bytes());
+        let pinned = load_pin(path.to_str().unwrap()).unwrap();
+        assert_eq!(pinned, load_public_key(&path).unwrap().fingerprint);
     }
 
     #[test]
