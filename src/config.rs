@@ -50,9 +50,19 @@ pub enum ConfigError {
     /// The cipher list is empty.
     #[error("--ciphers: {0}")]
     Ciphers(String),
-    /// A key file could not be used.
-    #[error(transparent)]
-    Key(#[from] KeyError),
+    /// A key file, or the pin, given to an option could not be used.
+    #[error("{option} {source}")]
+    Key {
+        /// The option the key was given to.
+        option: &'static str,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+}
+
+/// Tags a key error with the option whose value caused it.
+fn key_error(option: &'static str) -> impl FnOnce(KeyError) -> ConfigError {
+    move |source| ConfigError::Key { option, source }
 }
 
 /// A host name or address literal with a port, resolved when a connection is made.
@@ -222,8 +232,8 @@ impl LocalConfig {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             forwards,
-            key: Arc::new(keys::load_private_key(&args.key)?),
-            remote_pin: keys::load_pin(&args.remote_key)?,
+            key: Arc::new(keys::load_private_key(&args.key).map_err(key_error("--key"))?),
+            remote_pin: keys::load_pin(&args.remote_key).map_err(key_error("--remote-key"))?,
             ciphers: cipher_policy(&args.common)?,
             pool: usize::from(args.pool),
             limits: limits(&args.common)?,
@@ -280,8 +290,11 @@ impl RemoteConfig {
         Ok(Self {
             listen: args.listen,
             target,
-            key: Arc::new(keys::load_private_key(&args.key)?),
-            authorized: Arc::new(AuthorizedKeys::load(&args.authorized_keys)?),
+            key: Arc::new(keys::load_private_key(&args.key).map_err(key_error("--key"))?),
+            authorized: Arc::new(
+                AuthorizedKeys::load(&args.authorized_keys)
+                    .map_err(key_error("--authorized-keys"))?,
+            ),
             ciphers: cipher_policy(&args.common)?,
             limits: limits(&args.common)?,
         })

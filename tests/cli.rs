@@ -136,7 +136,12 @@ fn rsa_pss_restricted_keys_are_refused() {
         let out = run(tunnel(&["fingerprint", path_str(key)]), QUICK);
         assert_config_error(
             &out,
-            &[path_str(key), "not an RSA key", "1.2.840.113549.1.1.10"],
+            &[
+                path_str(key),
+                "an RSA-PSS-restricted key",
+                "1.2.840.113549.1.1.10",
+                "plain RSA",
+            ],
         );
     }
 }
@@ -234,7 +239,10 @@ fn fatal_errors_are_json_when_logs_are() {
 fn non_rsa_key_is_refused() {
     let ed25519 = fixture("test-only-ed25519.pem");
     let out = run(local_with_key(path_str(&ed25519)), QUICK);
-    assert_config_error(&out, &[path_str(&ed25519), "not an RSA key"]);
+    assert_config_error(
+        &out,
+        &["--key", path_str(&ed25519), "an Ed25519 key", "plain RSA"],
+    );
 }
 
 #[test]

@@ -465,11 +465,17 @@ fn check_algorithm(oid: &rsa::pkcs8::ObjectIdentifier) -> Result<(), String> {
     if *oid == rsa::pkcs1::ALGORITHM_OID {
         return Ok(());
     }
+    let kind = match oid.to_string().as_str() {
+        "1.2.840.113549.1.1.10" => "an RSA-PSS-restricted key",
+        "1.3.101.112" => "an Ed25519 key",
+        "1.3.101.113" => "an Ed448 key",
+        "1.3.101.110" => "an X25519 key",
+        "1.2.840.10045.2.1" => "an elliptic-curve (EC) key",
+        _ => "a key of another kind",
+    };
     Err(format!(
-        "not an RSA key of the plain kind tunnel uses: its algorithm is {oid}, not \
-         rsaEncryption ({}), as for RSA-PSS-restricted or non-RSA keys; make a key with \
-         `tunnel keygen` or `openssl genpkey -algorithm RSA`",
-        rsa::pkcs1::ALGORITHM_OID
+        "{kind} (algorithm {oid}), but tunnel uses plain RSA keys (rsaEncryption); make one \
+         with `tunnel keygen` or `openssl genpkey -algorithm RSA`"
     ))
 }
 
