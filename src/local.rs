@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Forward, LocalConfig};
 use crate::error::Error;
@@ -111,7 +111,12 @@ async fn handle(
     shutdown: Shutdown,
 ) {
     let started = Instant::now();
-    let mut tunnel = match pool.checkout().await {
+    let Some(checked_out) = shutdown.unless_cut(pool.checkout()).await else {
+        debug!("shutting down before a tunnel was ready");
+        let _ = client.set_zero_linger();
+        return;
+    };
+    let mut tunnel = match checked_out {
         Ok(tunnel) => tunnel,
         Err(err) => {
             warn!(remote = %forward.remote, error = %err, "cannot open a tunnel");
@@ -119,7 +124,11 @@ async fn handle(
             return;
         }
     };
-    if let Err(err) = pool::open(&mut tunnel).await {
+    let Some(opened) = shutdown.unless_cut(pool::open(&mut tunnel)).await else {
+        let _ = client.set_zero_linger();
+        return;
+    };
+    if let Err(err) = opened {
         warn!(remote = %forward.remote, error = %err, "tunnel failed before relaying");
         let _ = client.set_zero_linger();
         return;

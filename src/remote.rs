@@ -118,7 +118,12 @@ async fn handle(
         tickets: Some(&tickets),
     };
     let handshake = handshake::remote::run(&mut tunnel, &params);
-    let outcome = tokio::time::timeout(limits.handshake_timeout, handshake).await;
+    let handshake = tokio::time::timeout(limits.handshake_timeout, handshake);
+    // A tunnel that finishes its handshake after a stop could not be used anyway.
+    let Some(outcome) = shutdown.unless_stopping(handshake).await else {
+        debug!("handshake abandoned: shutting down");
+        return;
+    };
     let mut established = match outcome
         .unwrap_or(Err(HandshakeError::Timeout(limits.handshake_timeout)))
     {
@@ -178,7 +183,12 @@ async fn handle(
         }
     }
 
-    let mut target = match net::connect(&config.target, limits.connect_timeout).await {
+    let connect = net::connect(&config.target, limits.connect_timeout);
+    let Some(connected) = shutdown.unless_cut(connect).await else {
+        let _ = relay::abort(&mut tunnel, &mut sealer, AbortReason::ShuttingDown).await;
+        return;
+    };
+    let mut target = match connected {
         Ok(target) => target,
         Err(err) => {
             warn!(target = %config.target, error = %err, "cannot reach the target");

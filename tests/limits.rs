@@ -322,3 +322,44 @@ async fn a_cancelled_role_stops_accepting() {
     }
     drop(shutdown);
 }
+
+#[tokio::test]
+async fn a_peer_still_in_its_handshake_does_not_hold_up_a_stop() {
+    // Handshake deadline far beyond the stop: the silent peer must not keep the
+    // remote running until it expires.
+    let target = common::echo_target().await;
+    let mut config = common::remote_config(target);
+    config.limits.handshake_timeout = Duration::from_secs(60);
+    config.limits.shutdown_grace = Duration::from_secs(60);
+    let remote = common::spawn_remote(config).await;
+    let silent = TcpStream::connect(remote.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    tokio::time::timeout(PROMPT, remote.stop())
+        .await
+        .expect("a silent peer held up the remote's stop");
+    assert!(started.elapsed() < PROMPT);
+    expect_closed(silent).await;
+}
+
+#[tokio::test]
+async fn a_client_waiting_for_a_tunnel_is_cut_at_the_end_of_the_grace() {
+    // A "remote" that accepts and never answers: the client's tunnel never gets
+    // past the handshake, whose deadline is far beyond the grace period.
+    let silent_remote = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = common::local_config(silent_remote.local_addr().unwrap());
+    config.pool = 0;
+    config.limits.handshake_timeout = Duration::from_secs(60);
+    config.limits.shutdown_grace = Duration::from_millis(300);
+    let local = common::spawn_local(config).await;
+    let client = TcpStream::connect(local.addr).await.unwrap();
+    let (_held, _) = silent_remote.accept().await.unwrap();
+
+    let started = Instant::now();
+    tokio::time::timeout(PROMPT, local.stop())
+        .await
+        .expect("a client waiting for its tunnel held up the local's stop");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    expect_closed(client).await;
+}
