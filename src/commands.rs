@@ -18,12 +18,17 @@ use crate::shutdown::Shutdown;
 pub async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Local(args) => {
-            let local = Local::bind(LocalConfig::from_args(&args)?).await?;
+            let config = LocalConfig::from_args(&args)?;
+            let pooled = config.pool * config.forwards.len();
+            crate::net::raise_open_file_limit(config.limits.max_connections, pooled);
+            let local = Local::bind(config).await?;
             local.run(stop_on_signals()?).await;
             Ok(())
         }
         Command::Remote(args) => {
-            let remote = Remote::bind(RemoteConfig::from_args(&args)?).await?;
+            let config = RemoteConfig::from_args(&args)?;
+            crate::net::raise_open_file_limit(config.limits.max_connections, 0);
+            let remote = Remote::bind(config).await?;
             remote.run(stop_on_signals()?).await;
             Ok(())
         }

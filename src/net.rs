@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::config::HostPort;
 use crate::error::Error;
@@ -24,6 +25,9 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 
 /// Longest pause between `accept` retries; the backoff doubles up to this.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Least time between two warnings that the connection limit is reached.
+const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Binds a listening socket, turning failures into an error that names the address.
 ///
@@ -51,10 +55,25 @@ pub async fn serve<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut warned_full: Option<Instant> = None;
     loop {
-        let permit: OwnedSemaphorePermit = tokio::select! {
-            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = shutdown.stopping() => return,
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if warned_full.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
+                    warn!(
+                        "--max-connections reached: new connections wait in the listen \
+                         backlog until one ends"
+                    );
+                    warned_full = Some(Instant::now());
+                }
+                tokio::select! {
+                    permit = limit.clone().acquire_owned() => {
+                        permit.expect("the semaphore is never closed")
+                    }
+                    () = shutdown.stopping() => return,
+                }
+            }
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -76,6 +95,34 @@ pub async fn serve<F, Fut>(
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// Descriptors a role needs besides two per connection: listeners, the runtime's
+/// own, log output, key files being read.
+const SPARE_DESCRIPTORS: u64 = 64;
+
+/// Raises this process's soft open-file limit to its hard limit, and warns when even
+/// that cannot hold `connections` connections of two sockets each plus `extra`
+/// sockets (pooled tunnels). Many systems start processes with a soft limit of
+/// 1024, below what the default connection limit needs; running out shows up only
+/// under load, as failed accepts and connects.
+pub fn raise_open_file_limit(connections: usize, extra: usize) {
+    let needed = 2 * connections as u64 + extra as u64 + SPARE_DESCRIPTORS;
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            warn!(error = %err, "cannot read or raise the open-file limit");
+            return;
+        }
+    };
+    if limit < needed {
+        warn!(
+            limit,
+            needed,
+            "the open-file limit is below what --max-connections needs: raise it (ulimit -n, \
+             or the container's nofile limit) or lower --max-connections"
+        );
     }
 }
 

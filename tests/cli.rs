@@ -297,6 +297,47 @@ fn local_port_in_use_exits_promptly() {
 }
 
 #[test]
+fn an_open_file_limit_too_low_for_the_connection_limit_is_reported() {
+    // The hard limit is lowered too, so the role cannot raise its way out; the port
+    // is taken so that it exits right after the check.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -n 100 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_tunnel"))
+        .args(["remote", "--listen", &addr, "--target", "127.0.0.1:9"])
+        .args(["--max-connections", "200"])
+        .arg("--key")
+        .arg(fixture("test-only-remote.pem"))
+        .arg("--authorized-keys")
+        .arg(fixture("test-only-local.pub.pem"));
+    clean_env(&mut cmd);
+    let out = run(cmd, QUICK);
+    assert_eq!(out.status.code(), Some(3), "stderr:\n{}", out.stderr);
+    let warning = out
+        .stderr
+        .lines()
+        .find(|line| line.contains("open-file limit is below what --max-connections needs"))
+        .unwrap_or_else(|| panic!("no open-file warning in:\n{}", out.stderr));
+    assert!(warning.contains("limit=100"), "{warning}");
+    assert!(warning.contains("needed=464"), "{warning}");
+
+    // Where the hard limit holds the default connection limit, a soft limit below it
+    // is raised without a word.
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if hard >= 2 * 1024 + 64 {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "ulimit -S -n 100 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_tunnel"))
+            .args(remote_on(&addr, "127.0.0.1:9").get_args());
+        clean_env(&mut cmd);
+        let out = run(cmd, QUICK);
+        assert_eq!(out.status.code(), Some(3), "stderr:\n{}", out.stderr);
+        assert!(!out.stderr.contains("open-file limit"), "{}", out.stderr);
+    }
+}
+
+#[test]
 fn missing_authorized_keys_file_is_named() {
     let missing = "/nonexistent-tunnel-test-dir/authorized";
     let mut cmd = tunnel(&[

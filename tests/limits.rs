@@ -146,6 +146,8 @@ async fn idle_relays_are_closed_and_others_keep_flowing() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_wait_until_one_ends() {
+    let logs = Logs::default();
+    let _guard = logs.install();
     let target = common::echo_target().await;
     let remote = common::spawn_remote(common::remote_config(target)).await;
     let mut config = common::local_config(remote.addr);
@@ -169,6 +171,11 @@ async fn connections_beyond_the_limit_wait_until_one_ends() {
         early.await.is_err(),
         "a third connection was served past the limit of two"
     );
+    let at_limit = |line: &str| line.contains("--max-connections reached");
+    logs.wait_for_count(1, at_limit).await;
+    let warnings = logs.lines(at_limit);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
 
     drop(first);
     tokio::time::timeout(PROMPT, third.read_exact(&mut reply))
