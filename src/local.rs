@@ -144,7 +144,7 @@ async fn handle(
 
     let limits = &config.limits;
     let (mut stream, established) = (tunnel.stream, tunnel.established);
-    let reader = RecordReader::new(established.opener);
+    let reader = RecordReader::for_local(established.opener);
     let (stats, result) = relay::run(
         &mut client,
         &mut stream,

@@ -37,7 +37,8 @@ use zeroize::Zeroizing;
 use crate::crypto::CipherSuite;
 use crate::crypto::aead::{AeadKey, KEY_LEN, TAG_LEN};
 
-/// First byte of a handshake Alert frame, recognised where a record was expected.
+/// First byte of a handshake Alert frame, recognised where the local side expects
+/// the remote's first record (see [`is_alert`]).
 const ALERT_FRAME_TYPE: u8 = 0x7f;
 
 /// Bytes of clear header in front of each record.
@@ -183,7 +184,9 @@ pub enum RecordError {
     /// The peer answered with a handshake Alert instead of records: it refused our
     /// key or signature after the handshake had seemed complete.
     #[error(
-        "remote refused our authentication; ask its operator to check its log and authorized keys"
+        "remote answered with a refusal alert instead of records: it did not accept our \
+         authentication, or something in the path forged the alert; ask its operator to check \
+         its log and authorized keys"
     )]
     Refused,
     /// A tunnel's first record was not the empty `Data` record that opens it.
@@ -356,12 +359,6 @@ impl Opener {
 /// # Errors
 /// [`RecordError::Oversize`] or [`RecordError::Undersize`].
 pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<usize, RecordError> {
-    // A handshake Alert frame (type 0x7f) where a record should be: the remote
-    // refused our authentication after we had sent it. No valid header starts so,
-    // since record lengths stay far below 2^24.
-    if header[0] == ALERT_FRAME_TYPE {
-        return Err(RecordError::Refused);
-    }
     let len = u32::from_be_bytes(*header) as usize;
     if len > MAX_SEALED_LEN {
         return Err(RecordError::Oversize { len });
@@ -370,6 +367,15 @@ pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<usize, RecordError> {
         return Err(RecordError::Undersize { len });
     }
     Ok(len)
+}
+
+/// Whether `header`, found where the remote's first record should be, is the start
+/// of a handshake Alert frame instead: the remote refused the local's last
+/// handshake message, which the local had taken as the end of the handshake. No
+/// valid header starts so, since record lengths stay far below 2^24. Anywhere else
+/// such a header is just an oversized record.
+pub fn is_alert(header: &[u8; HEADER_LEN]) -> bool {
+    header[0] == ALERT_FRAME_TYPE
 }
 
 /// Bytes of associated data each record is sealed with.

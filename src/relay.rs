@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use crate::crypto::aead::TAG_LEN;
 use crate::record::{
     AbortReason, HEADER_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, Opener, RecordError, RecordType,
-    Sealer, parse_header,
+    Sealer, is_alert, parse_header,
 };
 
 /// Why a relay ended early.
@@ -299,6 +299,8 @@ pub struct RecordReader {
     opener: Opener,
     buf: Vec<u8>,
     start: usize,
+    /// Whether the next record may be a handshake Alert (the local side's first).
+    alert_possible: bool,
 }
 
 impl RecordReader {
@@ -308,6 +310,16 @@ impl RecordReader {
             opener,
             buf: Vec::new(),
             start: 0,
+            alert_possible: false,
+        }
+    }
+
+    /// A reader for the local side, whose first record from the remote may instead
+    /// be an Alert refusing its authentication ([`RecordError::Refused`]).
+    pub fn for_local(opener: Opener) -> Self {
+        Self {
+            alert_possible: true,
+            ..Self::new(opener)
         }
     }
 
@@ -340,12 +352,16 @@ impl RecordReader {
         loop {
             let buffered = &self.buf[self.start..];
             if let Some(header) = buffered.first_chunk::<HEADER_LEN>().copied() {
+                if self.alert_possible && is_alert(&header) {
+                    return Err(RecordError::Refused.into());
+                }
                 let total = HEADER_LEN + parse_header(&header)?;
                 if buffered.len() >= total {
                     let at = self.start + HEADER_LEN;
                     self.start += total;
                     let body = &mut self.buf[at..self.start];
                     let (kind, range) = self.opener.open_in_place(&header, body)?;
+                    self.alert_possible = false;
                     return Ok((kind, &self.buf[at + range.start..at + range.end]));
                 }
                 if self.start + total > READ_BUF_LEN {
@@ -599,6 +615,39 @@ mod tests {
             matches!(err, RelayError::Record(RecordError::Truncated)),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_alert_is_a_refusal_only_where_the_local_expects_the_first_record() {
+        let alert = [0x7f, 0, 1, 4, 0, 0, 0, 0];
+        for (local, first_record_sent) in [(true, false), (true, true), (false, false)] {
+            let (mut near, mut far) = pair().await;
+            let (mut sealer, reader) = keys();
+            let mut reader = if local {
+                RecordReader::for_local(reader.opener)
+            } else {
+                reader
+            };
+            if first_record_sent {
+                let record = sealer.seal_to_vec(RecordType::Data, b"first").unwrap();
+                near.write_all(&record).await.unwrap();
+            }
+            near.write_all(&alert).await.unwrap();
+            let (read, _) = far.split();
+            if first_record_sent {
+                let (kind, payload) = reader.next(&read).await.unwrap();
+                assert_eq!((kind, payload), (RecordType::Data, &b"first"[..]));
+            }
+            let err = reader.next(&read).await.unwrap_err();
+            let refused = matches!(err, RelayError::Record(RecordError::Refused));
+            let oversize = matches!(err, RelayError::Record(RecordError::Oversize { .. }));
+            let case = format!("local {local}, after a record {first_record_sent}: {err}");
+            if local && !first_record_sent {
+                assert!(refused, "{case}");
+            } else {
+                assert!(oversize, "{case}");
+            }
+        }
     }
 
     #[tokio::test]
