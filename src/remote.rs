@@ -129,10 +129,15 @@ async fn handle(
     {
         Ok(established) => established,
         Err(HandshakeError::UnknownTicket) => {
-            // Normal after a restart, once tickets expire, or when a one-time
-            // ticket is presented twice: the local side follows up with another
-            // ticket or a full handshake.
-            debug!("resumption ticket unknown, spent or expired; the local side will try again");
+            // Normal after a restart or once tickets expire: the local side follows
+            // up with another ticket or a full handshake. A spent one-time ticket
+            // shown again is a replay; either way the count is worth seeing.
+            let what = "resumption refused: ticket unknown, spent or expired (expected after \
+                        a restart; otherwise a replay)";
+            match failures.admit() {
+                Admit::Log { suppressed } => info!(suppressed, "{what}"),
+                Admit::Quiet => debug!("{what}"),
+            }
             return;
         }
         Err(err) => {

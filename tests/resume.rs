@@ -306,11 +306,10 @@ async fn a_restarted_remote_makes_the_local_fall_back_to_a_full_handshake() {
         echo(local.addr).await;
     }
     logs.wait_for_count(before + 1, full).await;
-    let refused = |line: &str| line.contains("resumption ticket unknown");
-    assert!(
-        !logs.lines(refused).is_empty(),
-        "no stale ticket was refused"
-    );
+    let refused = |line: &str| line.contains("resumption refused: ticket unknown");
+    let refusals = logs.lines(refused);
+    assert!(!refusals.is_empty(), "no stale ticket was refused");
+    assert!(refusals[0].contains("INFO"), "{}", refusals[0]);
     // The dials that find their tickets refused wait for one full handshake and
     // resume with its ticket, instead of each paying for RSA.
     tokio::time::sleep(Duration::from_millis(300)).await;
