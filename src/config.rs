@@ -225,11 +225,24 @@ impl LocalConfig {
     /// # Errors
     /// The first [`ConfigError`] found.
     pub fn from_args(args: &LocalArgs) -> Result<Self, ConfigError> {
-        let forwards = args
+        let forwards: Vec<Forward> = args
             .forward
             .iter()
             .map(|spec| Forward::parse(spec))
             .collect::<Result<_, _>>()?;
+        for (i, forward) in forwards.iter().enumerate() {
+            let port = forward.bind.port();
+            if port != 0 && forwards[..i].iter().any(|f| f.bind == forward.bind) {
+                return Err(ConfigError::Value {
+                    option: "--forward",
+                    reason: format!(
+                        "{:?} listens on {}, as an earlier rule does; give each rule its own \
+                         port",
+                        args.forward[i], forward.bind
+                    ),
+                });
+            }
+        }
         Ok(Self {
             forwards,
             key: Arc::new(keys::load_private_key(&args.key).map_err(key_error("--key"))?),

@@ -260,6 +260,29 @@ fn bad_forward_rule_is_named() {
 }
 
 #[test]
+fn two_rules_on_one_port_are_refused_before_binding() {
+    let out = run(local_forward("18080:127.0.0.1:9,18080:127.0.0.1:10"), QUICK);
+    assert_config_error(
+        &out,
+        &[
+            "--forward",
+            "\"18080:127.0.0.1:10\"",
+            "127.0.0.1:18080",
+            "as an earlier rule",
+        ],
+    );
+}
+
+#[test]
+fn empty_key_file_is_named() {
+    let dir = TempDir::new("empty-key");
+    let empty = dir.path("empty.pem");
+    std::fs::write(&empty, b"").unwrap();
+    let out = run(local_with_key(path_str(&empty)), QUICK);
+    assert_config_error(&out, &["--key", path_str(&empty), "is empty"]);
+}
+
+#[test]
 fn bad_remote_key_fingerprint_is_named() {
     let mut cmd = tunnel(&[
         "local",
@@ -487,7 +510,7 @@ fn keygen_refuses_small_keys() {
     let dir = TempDir::new("keygen-small");
     let private = dir.path("id.pem");
     let out = run(keygen(&private, &["--bits", "1024"]), QUICK);
-    assert_config_error(&out, &["1024 bits", "2048"]);
+    assert_config_error(&out, &["--bits 1024", "2048 to 8192 bits"]);
     assert!(!private.exists() && !dir.path("id.pem.pub").exists());
 }
 

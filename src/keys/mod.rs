@@ -81,6 +81,12 @@ pub enum KeyError {
         /// The modulus size found.
         bits: usize,
     },
+    /// A key of this size was asked of `tunnel keygen`.
+    #[error(
+        "--bits {0}: tunnel uses RSA keys of {MIN_RSA_BITS} to {MAX_RSA_BITS} bits; pick a size \
+         in that range (the default is {DEFAULT_RSA_BITS})"
+    )]
+    GenerateSize(usize),
     /// A fingerprint string is malformed.
     #[error(
         "{0:?} is not a key fingerprint; expected SHA256: followed by 43 base64 characters, \
@@ -243,13 +249,10 @@ impl PrivateKey {
     /// Generates a new key pair.
     ///
     /// # Errors
-    /// [`KeyError::Size`] below [`MIN_RSA_BITS`] or above [`MAX_RSA_BITS`].
+    /// [`KeyError::GenerateSize`] below [`MIN_RSA_BITS`] or above [`MAX_RSA_BITS`].
     pub fn generate(bits: usize) -> Result<Self, KeyError> {
         if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-            return Err(KeyError::Size {
-                path: "requested key size".into(),
-                bits,
-            });
+            return Err(KeyError::GenerateSize(bits));
         }
         let key = rsa::PrivateKey::new(&mut rand::rng(), bits)
             .map_err(|err| KeyError::Rsa(err.to_string()))?;
@@ -528,6 +531,13 @@ fn read_small_file(path: &Path) -> Result<Vec<u8>, KeyError> {
             "is not a regular file; give the path of a PEM key file".into(),
         ));
     }
+    if meta.len() == 0 {
+        return Err(refuse(
+            "is empty; give the path of a PEM key file (the volume or secret may not be \
+             mounted yet)"
+                .into(),
+        ));
+    }
     if meta.len() > MAX_KEY_FILE_LEN {
         return Err(refuse(format!(
             "is {} bytes, more than any key file ({MAX_KEY_FILE_LEN} at most); check the path",
@@ -642,7 +652,7 @@ mod tests {
     fn small_keys_are_refused() {
         assert!(matches!(
             PrivateKey::generate(1024),
-            Err(KeyError::Size { bits: 1024, .. })
+            Err(KeyError::GenerateSize(1024))
         ));
     }
 }
