@@ -144,6 +144,9 @@ pub(crate) enum AlertCode {
     /// No detail: the resumption ticket is unknown, spent or expired; resume with
     /// the session ticket or do a full handshake.
     UnknownTicket = 4,
+    /// No detail: too many full handshakes are waiting for the remote's signature;
+    /// try again shortly (or resume, which needs none).
+    Busy = 5,
 }
 
 /// Why a handshake failed.
@@ -222,6 +225,14 @@ pub enum HandshakeError {
         /// Which side's proof failed: "remote" or "local".
         signer: &'static str,
     },
+    /// Too many full handshakes were waiting for the remote's RSA signature, so this
+    /// one was refused at once (on the local side: the remote said so).
+    #[error(
+        "too many full handshakes at once: the remote refuses more than {} waiting for its \
+         signature; a new local retries, one holding a ticket resumes without one",
+        crate::keys::MAX_QUEUED_SIGNATURES
+    )]
+    Busy,
     /// The remote refused the authentication; its log says which check failed.
     #[error(
         "remote refused our key or signature; ask its operator to add our key's fingerprint \
@@ -414,6 +425,7 @@ fn alert_error(body: &[u8]) -> HandshakeError {
             }
         }
         Some(code) if code == AlertCode::UnknownTicket as u8 => HandshakeError::UnknownTicket,
+        Some(code) if code == AlertCode::Busy as u8 => HandshakeError::Busy,
         _ => HandshakeError::RefusedByRemote,
     }
 }

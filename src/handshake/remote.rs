@@ -16,7 +16,7 @@ use super::{
     push_u16_prefixed, read_frame, read_frame_of, read_preface, refuse, send_alert,
 };
 use crate::crypto::CipherPolicy;
-use crate::keys::{AuthorizedKeys, Fingerprint, PrivateKey, PublicKey};
+use crate::keys::{AuthorizedKeys, Fingerprint, KeyError, PrivateKey, PublicKey};
 
 /// What the remote side brings to a handshake.
 pub struct RemoteParams<'a> {
@@ -85,10 +85,17 @@ where
     let mut flight = preface().to_vec();
     flight.extend_from_slice(&frame(FrameType::RemoteHello, &body));
     transcript.add(&flight);
-    let signature = params
+    let signing = params
         .key
-        .sign_off_thread(transcript.signed_message(CONTEXT_REMOTE))
-        .await?;
+        .sign_off_thread(transcript.signed_message(CONTEXT_REMOTE));
+    let signature = match signing.await {
+        Ok(signature) => signature,
+        Err(KeyError::SignerBusy) => {
+            refuse(stream, AlertCode::Busy, &[]).await;
+            return Err(HandshakeError::Busy);
+        }
+        Err(err) => return Err(err.into()),
+    };
     let auth = frame(FrameType::RemoteAuth, &signature);
     transcript.add(&auth);
     flight.extend_from_slice(&auth);

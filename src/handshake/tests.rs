@@ -85,6 +85,26 @@ async fn unauthorized_local_key_is_refused() {
 }
 
 #[tokio::test]
+async fn a_full_signing_line_refuses_at_once_and_says_so() {
+    // A key of its own: the shared test keys' lines serve other tests meanwhile.
+    let remote_key: &'static PrivateKey = Box::leak(Box::new(fixture("remote")));
+    let setup = Setup {
+        remote_key,
+        ..Setup::new()
+    };
+    let full = remote_key.fill_signing_queue().await;
+    let (local, remote) = tokio::time::timeout(Duration::from_secs(5), setup.run())
+        .await
+        .expect("a refused handshake waited");
+    assert_fails!(remote, HandshakeError::Busy);
+    assert_fails!(local, HandshakeError::Busy);
+
+    drop(full);
+    let setup = setup.ciphers(&[Aes], &[Aes]);
+    assert_established(&setup, setup.run().await, Aes);
+}
+
+#[tokio::test]
 async fn unpinned_remote_key_is_rejected() {
     let setup = Setup {
         remote_key: &KEYS.stranger,

@@ -44,6 +44,13 @@ pub const MAX_RSA_BITS: usize = 8192;
 /// handshakes beyond it wait their turn within their handshake timeout.
 pub const MAX_CONCURRENT_SIGNATURES: usize = 1;
 
+/// Signatures one key lets wait for their turn, the one being made included. More
+/// are refused at once with [`KeyError::SignerBusy`]: the remote signs for anyone
+/// who presents an authorized public key, so without a bound a flood of hellos
+/// would queue signatures past every handshake deadline and hold a connection slot
+/// each while waiting. Sixteen 4096-bit signatures take well under a second.
+pub const MAX_QUEUED_SIGNATURES: usize = 16;
+
 /// Largest key or authorized-keys file read, in bytes; anything larger is refused
 /// before it is read (a key file is a few KiB).
 pub const MAX_KEY_FILE_LEN: u64 = 1024 * 1024;
@@ -99,6 +106,9 @@ pub enum KeyError {
     /// The RSA library reported a failure (key generation or signing).
     #[error("RSA operation failed: {0}")]
     Rsa(String),
+    /// [`MAX_QUEUED_SIGNATURES`] signatures are already waiting.
+    #[error("{MAX_QUEUED_SIGNATURES} handshakes are already waiting for a signature")]
+    SignerBusy,
 }
 
 /// SHA-256 over a public key's DER SubjectPublicKeyInfo.
@@ -243,6 +253,8 @@ impl fmt::Debug for PublicKey {
 pub struct PrivateKey {
     key: Arc<rsa::PrivateKey>,
     public: PublicKey,
+    /// Places in the line for [`PrivateKey::sign_off_thread`], shared by clones.
+    queue: Arc<Semaphore>,
 }
 
 impl PrivateKey {
@@ -264,6 +276,7 @@ impl PrivateKey {
         Ok(Self {
             key: Arc::new(key),
             public,
+            queue: Arc::new(Semaphore::new(MAX_QUEUED_SIGNATURES)),
         })
     }
 
@@ -287,12 +300,15 @@ impl PrivateKey {
     /// [`MAX_CONCURRENT_SIGNATURES`] at a time in this process. An RSA signature takes
     /// milliseconds; made on an async worker it would stall every connection that
     /// worker serves, and anyone who knows an accepted public key can ask a remote
-    /// for signatures.
+    /// for signatures; beyond [`MAX_QUEUED_SIGNATURES`] waiting for this key, more
+    /// are refused at once.
     ///
     /// # Errors
-    /// As [`PrivateKey::sign`].
+    /// [`KeyError::SignerBusy`] when the line is full; otherwise as
+    /// [`PrivateKey::sign`].
     pub async fn sign_off_thread(&self, message: Vec<u8>) -> Result<Vec<u8>, KeyError> {
         static SIGNING: Semaphore = Semaphore::const_new(MAX_CONCURRENT_SIGNATURES);
+        let _queued = self.queue.try_acquire().map_err(|_| KeyError::SignerBusy)?;
         let _permit = SIGNING
             .acquire()
             .await
@@ -301,6 +317,14 @@ impl PrivateKey {
         tokio::task::spawn_blocking(move || key.sign(&message))
             .await
             .map_err(|err| KeyError::Rsa(format!("signing task failed: {err}")))?
+    }
+
+    /// Takes every place in this key's signing line until the permit is dropped, as
+    /// a flood of handshakes would.
+    #[cfg(test)]
+    pub(crate) async fn fill_signing_queue(&self) -> tokio::sync::OwnedSemaphorePermit {
+        let places = MAX_QUEUED_SIGNATURES as u32;
+        self.queue.clone().acquire_many_owned(places).await.unwrap()
     }
 
     /// Writes the private key (PKCS#8 PEM, mode 0600) to `path` and the public key
@@ -646,6 +670,32 @@ mod tests {
         let path = temp_file("pin-public.pem", public.as_bytes());
         let pinned = load_pin(path.to_str().unwrap()).unwrap();
         assert_eq!(pinned, load_public_key(&path).unwrap().fingerprint);
+    }
+
+    #[tokio::test]
+    async fn signatures_beyond_the_queue_are_refused_at_once() {
+        let key = load_private_key(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/test-only-remote.pem"
+        )))
+        .unwrap();
+        let burst = 3 * MAX_QUEUED_SIGNATURES;
+        let mut signing = tokio::task::JoinSet::new();
+        for _ in 0..burst {
+            let key = key.clone();
+            signing.spawn(async move { key.sign_off_thread(b"hello".to_vec()).await });
+        }
+        let outcomes = signing.join_all().await;
+        let signed = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+        let busy = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Err(KeyError::SignerBusy)))
+            .count();
+        assert_eq!(signed + busy, burst, "other failures: {outcomes:?}");
+        assert!(signed >= MAX_QUEUED_SIGNATURES, "only {signed} signed");
+        assert!(busy > 0, "all {burst} were queued");
+        // The line empties as signatures finish.
+        key.sign_off_thread(b"later".to_vec()).await.unwrap();
     }
 
     #[test]
