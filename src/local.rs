@@ -18,7 +18,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::{Forward, LocalConfig};
 use crate::error::Error;
 use crate::net;
-use crate::pool::{self, TunnelPool};
+use crate::pool::{self, Tunnel, TunnelPool};
 use crate::relay::{self, RecordReader};
 use crate::shutdown::Shutdown;
 
@@ -102,6 +102,28 @@ impl Local {
     }
 }
 
+/// A tunnel from the pool, opened for a client; `None`, with the reason logged, when
+/// there is none.
+async fn ready_tunnel(
+    pool: &Arc<TunnelPool>,
+    forward: &Forward,
+    config: &LocalConfig,
+) -> Option<Tunnel> {
+    let mut tunnel = match pool.checkout().await {
+        Ok(tunnel) => tunnel,
+        Err(err) => {
+            let ours = config.key.public_key().fingerprint();
+            warn!(remote = %forward.remote, error = %err, our_key = %ours, "cannot open a tunnel");
+            return None;
+        }
+    };
+    if let Err(err) = pool::open(&mut tunnel).await {
+        warn!(remote = %forward.remote, error = %err, "tunnel failed before relaying");
+        return None;
+    }
+    Some(tunnel)
+}
+
 /// Carries one client connection through a tunnel from the pool.
 async fn handle(
     mut client: TcpStream,
@@ -111,28 +133,21 @@ async fn handle(
     shutdown: Shutdown,
 ) {
     let started = Instant::now();
-    let Some(checked_out) = shutdown.unless_cut(pool.checkout()).await else {
-        debug!("shutting down before a tunnel was ready");
-        let _ = client.set_zero_linger();
-        return;
-    };
-    let mut tunnel = match checked_out {
-        Ok(tunnel) => tunnel,
-        Err(err) => {
-            warn!(remote = %forward.remote, error = %err, "cannot open a tunnel");
-            let _ = client.set_zero_linger();
-            return;
+    // Getting a tunnel ends with the grace period; it has no Abort to send. It runs
+    // boxed: a task is as large as its largest state, and a tunnel being dialed and
+    // handshaken is far larger than one relaying, so every idle connection would
+    // pay for it.
+    let ready = Box::pin(ready_tunnel(&pool, &forward, &config));
+    let Some(tunnel) = (tokio::select! {
+        tunnel = ready => tunnel,
+        () = shutdown.cut() => {
+            debug!("shutting down before a tunnel was ready");
+            None
         }
-    };
-    let Some(opened) = shutdown.unless_cut(pool::open(&mut tunnel)).await else {
+    }) else {
         let _ = client.set_zero_linger();
         return;
     };
-    if let Err(err) = opened {
-        warn!(remote = %forward.remote, error = %err, "tunnel failed before relaying");
-        let _ = client.set_zero_linger();
-        return;
-    }
     info!(
         remote = %forward.remote,
         cipher = %tunnel.established.suite,
@@ -143,12 +158,12 @@ async fn handle(
     );
 
     let limits = &config.limits;
-    let (mut stream, established) = (tunnel.stream, tunnel.established);
-    let reader = RecordReader::for_local(established.opener);
+    let (mut stream, sealer, opener) = tunnel.into_relay_parts();
+    let reader = RecordReader::for_local(opener);
     let (stats, result) = relay::run(
         &mut client,
         &mut stream,
-        established.sealer,
+        sealer,
         reader,
         limits.idle_timeout,
         shutdown.cut(),

@@ -27,7 +27,7 @@ use crate::config::{HostPort, LocalConfig};
 use crate::handshake::resume::{self, Ticket};
 use crate::handshake::{self, Established, HandshakeError, local::LocalParams};
 use crate::net;
-use crate::record::RecordType;
+use crate::record::{Opener, RecordType, Sealer};
 use crate::shutdown::Shutdown;
 
 /// Oldest a pooled tunnel may be when handed out; older ones are closed and
@@ -68,6 +68,19 @@ pub struct Tunnel {
     pub established: Established,
     /// How long the setup took (connect and handshake).
     pub setup: Duration,
+}
+
+impl Tunnel {
+    /// The socket and the two record-layer halves, all a relay needs. Taking the
+    /// tunnel whole (not field by field) lets the rest of it be dropped before the
+    /// relay runs, instead of staying in the connection task for its lifetime.
+    pub fn into_relay_parts(self) -> (TcpStream, Sealer, Opener) {
+        (
+            self.stream,
+            self.established.sealer,
+            self.established.opener,
+        )
+    }
 }
 
 /// Ready tunnels to one remote.
@@ -175,7 +188,9 @@ impl TunnelPool {
         *backoff = (failures.saturating_add(1), Some(Instant::now() + pause));
         drop(backoff);
         if failures == 0 {
-            warn!(error = %err, retry_in = ?pause, "cannot prepare a tunnel");
+            // Our fingerprint is what the remote's operator needs if it refused us.
+            let ours = self.config.key.public_key().fingerprint();
+            warn!(error = %err, retry_in = ?pause, our_key = %ours, "cannot prepare a tunnel");
         } else {
             let failures = failures + 1;
             debug!(error = %err, retry_in = ?pause, failures, "cannot prepare a tunnel");

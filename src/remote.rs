@@ -19,11 +19,13 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{DEFAULT_IDLE_TIMEOUT, RemoteConfig};
+use crate::crypto::CipherSuite;
 use crate::error::Error;
 use crate::handshake::resume::TicketStore;
-use crate::handshake::{self, HandshakeError, remote::RemoteParams};
+use crate::handshake::{self, HandshakeError, Setup, remote::RemoteParams};
+use crate::keys::Fingerprint;
 use crate::net;
-use crate::record::AbortReason;
+use crate::record::{AbortReason, Sealer};
 use crate::relay::{self, RecordReader};
 use crate::shutdown::Shutdown;
 
@@ -101,30 +103,44 @@ impl Remote {
     }
 }
 
-/// Authenticates one tunnel and relays it to the target.
-async fn handle(
-    mut tunnel: TcpStream,
-    config: Arc<RemoteConfig>,
-    tickets: Arc<TicketStore>,
-    failures: Arc<FailureLog>,
-    shutdown: Shutdown,
-) {
+/// What a finished handshake leaves for the rest of a connection.
+struct Authenticated {
+    sealer: Sealer,
+    reader: RecordReader,
+    suite: CipherSuite,
+    peer: Fingerprint,
+    setup: Setup,
+    handshake_ms: f64,
+}
+
+/// Runs the handshake on a new tunnel under its deadline, files the ticket it
+/// issues, and logs why it failed if it did (`None` then).
+async fn authenticate(
+    tunnel: &mut TcpStream,
+    config: &RemoteConfig,
+    tickets: &TicketStore,
+    failures: &FailureLog,
+    shutdown: &Shutdown,
+) -> Option<Authenticated> {
     let started = Instant::now();
     let limits = &config.limits;
     let params = RemoteParams {
         key: &config.key,
         authorized: &config.authorized,
         ciphers: &config.ciphers,
-        tickets: Some(&tickets),
+        tickets: Some(tickets),
     };
-    let handshake = handshake::remote::run(&mut tunnel, &params);
+    let handshake = handshake::remote::run(tunnel, &params);
     let handshake = tokio::time::timeout(limits.handshake_timeout, handshake);
     // A tunnel that finishes its handshake after a stop could not be used anyway.
-    let Some(outcome) = shutdown.unless_stopping(handshake).await else {
-        debug!("handshake abandoned: shutting down");
-        return;
+    let outcome = tokio::select! {
+        outcome = handshake => outcome,
+        () = shutdown.stopping() => {
+            debug!("handshake abandoned: shutting down");
+            return None;
+        }
     };
-    let mut established = match outcome
+    let established = match outcome
         .unwrap_or(Err(HandshakeError::Timeout(limits.handshake_timeout)))
     {
         Ok(established) => established,
@@ -138,7 +154,7 @@ async fn handle(
                 Admit::Log { suppressed } => info!(suppressed, "{what}"),
                 Admit::Quiet => debug!("{what}"),
             }
-            return;
+            return None;
         }
         Err(err) => {
             match failures.admit() {
@@ -148,18 +164,54 @@ async fn handle(
                 }
                 Admit::Quiet => debug!(error = %err, "handshake failed"),
             }
-            return;
+            return None;
         }
     };
-    let handshake_ms = net::millis(started.elapsed());
-    let handshaken = Instant::now();
-    let setup = established.setup;
-    if let Some(ticket) = established.ticket.take() {
+    if let Some(ticket) = established.ticket {
         tickets.insert(ticket);
     }
-    let (suite, peer) = (established.suite, established.peer);
-    let mut sealer = established.sealer;
-    let mut reader = RecordReader::new(established.opener);
+    Some(Authenticated {
+        sealer: established.sealer,
+        reader: RecordReader::new(established.opener),
+        suite: established.suite,
+        peer: established.peer,
+        setup: established.setup,
+        handshake_ms: net::millis(started.elapsed()),
+    })
+}
+
+/// Authenticates one tunnel and relays it to the target.
+async fn handle(
+    mut tunnel: TcpStream,
+    config: Arc<RemoteConfig>,
+    tickets: Arc<TicketStore>,
+    failures: Arc<FailureLog>,
+    shutdown: Shutdown,
+) {
+    let started = Instant::now();
+    let limits = &config.limits;
+    // Boxed: a task is as large as its largest state, and a handshake is far larger
+    // than a waiting or relaying tunnel, so inline it would cost every idle
+    // connection its size.
+    let authenticating = Box::pin(authenticate(
+        &mut tunnel,
+        &config,
+        &tickets,
+        &failures,
+        &shutdown,
+    ));
+    let Some(Authenticated {
+        mut sealer,
+        mut reader,
+        suite,
+        peer,
+        setup,
+        handshake_ms,
+    }) = authenticating.await
+    else {
+        return;
+    };
+    let handshaken = Instant::now();
 
     // A pooled tunnel may wait here until the local side hands it a client.
     let wait = limits.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
@@ -188,10 +240,12 @@ async fn handle(
         }
     }
 
-    let connect = net::connect(&config.target, limits.connect_timeout);
-    let Some(connected) = shutdown.unless_cut(connect).await else {
-        let _ = relay::abort(&mut tunnel, &mut sealer, AbortReason::ShuttingDown).await;
-        return;
+    let connected = tokio::select! {
+        connected = net::connect(&config.target, limits.connect_timeout) => connected,
+        () = shutdown.cut() => {
+            let _ = relay::abort(&mut tunnel, &mut sealer, AbortReason::ShuttingDown).await;
+            return;
+        }
     };
     let mut target = match connected {
         Ok(target) => target,

@@ -46,24 +46,6 @@ impl Shutdown {
         self.cut.cancelled().await;
     }
 
-    /// Runs `work` unless a stop is asked for first (`None` then). For work that is
-    /// pointless once the role stops taking connections, such as a handshake.
-    pub async fn unless_stopping<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
-        tokio::select! {
-            out = work => Some(out),
-            () = self.stopping() => None,
-        }
-    }
-
-    /// Runs `work` unless the grace period runs out first (`None` then). For the
-    /// steps before a connection relays, which have no `Abort` to send.
-    pub async fn unless_cut<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
-        tokio::select! {
-            out = work => Some(out),
-            () = self.cut() => None,
-        }
-    }
-
     /// Where connection tasks are spawned, so the drain can wait for them.
     pub fn tracker(&self) -> &TaskTracker {
         &self.tracker

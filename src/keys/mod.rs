@@ -531,10 +531,19 @@ fn read_pem(path: &Path) -> Result<pem::Pem, KeyError> {
                 .into(),
         });
     }
-    pem::parse(&bytes).map_err(|err| KeyError::Format {
+    let block = pem::parse(&bytes).map_err(|err| KeyError::Format {
         path: path.into(),
         reason: format!("not a PEM file ({err}); expected -----BEGIN ... KEY----- text"),
-    })
+    })?;
+    // Which of several keys was meant is not ours to guess.
+    let blocks = pem::parse_many(&bytes).map_or(1, |blocks| blocks.len());
+    if blocks > 1 {
+        return Err(KeyError::Format {
+            path: path.into(),
+            reason: format!("holds {blocks} PEM blocks; a key file holds exactly one key"),
+        });
+    }
+    Ok(block)
 }
 
 /// Reads a regular file of at most [`MAX_KEY_FILE_LEN`] bytes. Devices, pipes and
@@ -696,6 +705,14 @@ mod tests {
         assert!(busy > 0, "all {burst} were queued");
         // The line empties as signatures finish.
         key.sign_off_thread(b"later".to_vec()).await.unwrap();
+    }
+
+    #[test]
+    fn a_file_with_two_keys_is_refused() {
+        let private = include_str!("../../tests/fixtures/test-only-remote.pem");
+        let path = temp_file("two-keys.pem", format!("{private}{private}").as_bytes());
+        let err = load_private_key(&path).unwrap_err().to_string();
+        assert!(err.contains("holds 2 PEM blocks"), "{err}");
     }
 
     #[test]
