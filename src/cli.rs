@@ -59,7 +59,8 @@ pub struct LocalArgs {
     #[arg(long, env = "TUNNEL_KEY", value_name = "FILE")]
     pub key: PathBuf,
 
-    /// The remote's public key, pinned: a PEM public key file or a SHA256:... fingerprint.
+    /// The remote's public key, pinned: a PEM public key file, a SHA256:... fingerprint,
+    /// or the whole line `tunnel fingerprint` printed.
     #[arg(long, env = "TUNNEL_REMOTE_KEY", value_name = "FILE|FINGERPRINT")]
     pub remote_key: String,
 
