@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::handshake::{self, local::LocalParams};
 use crate::keys::{AuthorizedKeys, PrivateKey};
 use crate::local::Local;
-use crate::record::{HEADER_LEN, RecordType, parse_header};
+use crate::record::{HEADER_LEN, RecordError, RecordType, is_alert, parse_header};
 use crate::remote::Remote;
 use crate::shutdown::Shutdown;
 
@@ -151,6 +151,9 @@ async fn probe(
         stream.read_exact(&mut header).await,
         "reading the remote's close",
     )?;
+    if is_alert(&header) {
+        return Err(Error::Demo(RecordError::Refused.to_string()));
+    }
     let len = parse_header(&header).map_err(|err| Error::Demo(err.to_string()))?;
     let mut body = vec![0u8; len];
     io(

@@ -61,9 +61,11 @@ pub async fn serve<F, Fut>(
             Ok(permit) => permit,
             Err(_) => {
                 if warned_full.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
+                    let listen = listener.local_addr().ok();
                     warn!(
-                        "--max-connections reached: new connections wait in the listen \
-                         backlog until one ends"
+                        listen = ?listen,
+                        "all --max-connections slots are in use: further connections wait \
+                         in the listen backlog until one ends"
                     );
                     warned_full = Some(Instant::now());
                 }

@@ -171,7 +171,7 @@ async fn connections_beyond_the_limit_wait_until_one_ends() {
         early.await.is_err(),
         "a third connection was served past the limit of two"
     );
-    let at_limit = |line: &str| line.contains("--max-connections reached");
+    let at_limit = |line: &str| line.contains("all --max-connections slots are in use");
     logs.wait_for_count(1, at_limit).await;
     let warnings = logs.lines(at_limit);
     assert_eq!(warnings.len(), 1, "{warnings:#?}");

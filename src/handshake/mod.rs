@@ -228,11 +228,18 @@ pub enum HandshakeError {
     /// Too many full handshakes were waiting for the remote's RSA signature, so this
     /// one was refused at once (on the local side: the remote said so).
     #[error(
-        "too many full handshakes at once: the remote refuses more than {} waiting for its \
-         signature; a new local retries, one holding a ticket resumes without one",
+        "the remote is busy signing (more than {} full handshakes waiting); the pool tries \
+         again after a pause, and a local that already holds a ticket resumes without a \
+         signature",
         crate::keys::MAX_QUEUED_SIGNATURES
     )]
     Busy,
+    /// The remote refused with an alert code this version does not know.
+    #[error(
+        "remote refused the handshake with alert code {0}, which this version does not know; \
+         see the remote's log, and run the same tunnel version on both sides"
+    )]
+    UnknownAlert(u8),
     /// The remote refused the authentication; its log says which check failed.
     #[error(
         "remote refused our key or signature; ask its operator to add our key's fingerprint \
@@ -426,7 +433,11 @@ fn alert_error(body: &[u8]) -> HandshakeError {
         }
         Some(code) if code == AlertCode::UnknownTicket as u8 => HandshakeError::UnknownTicket,
         Some(code) if code == AlertCode::Busy as u8 => HandshakeError::Busy,
-        _ => HandshakeError::RefusedByRemote,
+        Some(code) if code == AlertCode::AuthenticationFailed as u8 => {
+            HandshakeError::RefusedByRemote
+        }
+        Some(code) => HandshakeError::UnknownAlert(code),
+        None => HandshakeError::Malformed("empty Alert frame".into()),
     }
 }
 

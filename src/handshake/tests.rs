@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream
 use super::local::{self, LocalParams};
 use super::remote::{self, RemoteParams};
 use super::{
-    AlertCode, Established, FrameType, HandshakeError, MAGIC, MAX_FRAME_LEN, PREFACE_LEN, preface,
+    AlertCode, Established, FrameType, HandshakeError, MAGIC, MAX_FRAME_LEN, PREFACE_LEN,
+    alert_error, preface,
 };
 use crate::crypto::CipherSuite::{Aes256Gcm as Aes, ChaCha20Poly1305 as ChaCha};
 use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
@@ -102,6 +103,15 @@ async fn a_full_signing_line_refuses_at_once_and_says_so() {
     drop(full);
     let setup = setup.ciphers(&[Aes], &[Aes]);
     assert_established(&setup, setup.run().await, Aes);
+}
+
+#[test]
+fn alert_codes_map_to_their_errors_and_unknown_ones_are_not_called_a_key_refusal() {
+    assert!(matches!(alert_error(&[3]), HandshakeError::RefusedByRemote));
+    assert!(matches!(alert_error(&[4]), HandshakeError::UnknownTicket));
+    assert!(matches!(alert_error(&[5]), HandshakeError::Busy));
+    assert!(matches!(alert_error(&[9]), HandshakeError::UnknownAlert(9)));
+    assert!(matches!(alert_error(&[]), HandshakeError::Malformed(_)));
 }
 
 #[tokio::test]

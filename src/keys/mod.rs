@@ -308,15 +308,21 @@ impl PrivateKey {
     /// [`PrivateKey::sign`].
     pub async fn sign_off_thread(&self, message: Vec<u8>) -> Result<Vec<u8>, KeyError> {
         static SIGNING: Semaphore = Semaphore::const_new(MAX_CONCURRENT_SIGNATURES);
-        let _queued = self.queue.try_acquire().map_err(|_| KeyError::SignerBusy)?;
-        let _permit = SIGNING
+        let queued = (self.queue.clone().try_acquire_owned()).map_err(|_| KeyError::SignerBusy)?;
+        let permit = SIGNING
             .acquire()
             .await
             .expect("the signing semaphore is never closed");
         let key = self.clone();
-        tokio::task::spawn_blocking(move || key.sign(&message))
-            .await
-            .map_err(|err| KeyError::Rsa(format!("signing task failed: {err}")))?
+        // The permits go with the signature: if the handshake waiting for it is
+        // dropped (deadline, shutdown), the signature still runs to its end and
+        // still counts.
+        tokio::task::spawn_blocking(move || {
+            let _held = (queued, permit);
+            key.sign(&message)
+        })
+        .await
+        .map_err(|err| KeyError::Rsa(format!("signing task failed: {err}")))?
     }
 
     /// Takes every place in this key's signing line until the permit is dropped, as
@@ -536,7 +542,10 @@ fn read_pem(path: &Path) -> Result<pem::Pem, KeyError> {
         reason: format!("not a PEM file ({err}); expected -----BEGIN ... KEY----- text"),
     })?;
     // Which of several keys was meant is not ours to guess.
-    let blocks = pem::parse_many(&bytes).map_or(1, |blocks| blocks.len());
+    let blocks = bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| line.trim_ascii_start().starts_with(b"-----BEGIN "))
+        .count();
     if blocks > 1 {
         return Err(KeyError::Format {
             path: path.into(),
@@ -566,9 +575,7 @@ fn read_small_file(path: &Path) -> Result<Vec<u8>, KeyError> {
     }
     if meta.len() == 0 {
         return Err(refuse(
-            "is empty; give the path of a PEM key file (the volume or secret may not be \
-             mounted yet)"
-                .into(),
+            "is empty; check the path (a volume or secret may not be mounted yet)".into(),
         ));
     }
     if meta.len() > MAX_KEY_FILE_LEN {
@@ -711,6 +718,11 @@ mod tests {
     fn a_file_with_two_keys_is_refused() {
         let private = include_str!("../../tests/fixtures/test-only-remote.pem");
         let path = temp_file("two-keys.pem", format!("{private}{private}").as_bytes());
+        let err = load_private_key(&path).unwrap_err().to_string();
+        assert!(err.contains("holds 2 PEM blocks"), "{err}");
+        // A second block that does not even parse counts too.
+        let truncated = format!("{private}-----BEGIN CERTIFICATE-----\nAAAA\n");
+        let path = temp_file("key-and-junk.pem", truncated.as_bytes());
         let err = load_private_key(&path).unwrap_err().to_string();
         assert!(err.contains("holds 2 PEM blocks"), "{err}");
     }
