@@ -174,50 +174,30 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Bytes a connection task may take in the test build (about 2.7 KiB now; the
-    /// release build measured slightly less). Every open connection pays this, so
-    /// an idle one's cost rests on it. It catches state kept alive across the relay
-    /// that it does not need, such as a second copy of a setup future or the whole
-    /// handshake result (3.3 KiB when that happened).
-    const MAX_TASK_BYTES: usize = 2944;
+    use crate::config::{HostPort, Limits};
+    use crate::crypto::CipherPolicy;
+    use crate::keys::PrivateKey;
+    use crate::net::testing::{assert_task_small, socket_pair};
 
     #[tokio::test]
     async fn a_connection_task_stays_small() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (_client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let fixture = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/test-only-local.pem"
-        );
-        let key = crate::keys::load_private_key(std::path::Path::new(fixture)).unwrap();
-        let remote = crate::config::HostPort::parse("127.0.0.1:9").unwrap();
+        let (_client, accepted) = socket_pair().await;
+        let key = PrivateKey::test_key("local");
+        let remote = HostPort::parse("127.0.0.1:9").unwrap();
         let config = Arc::new(LocalConfig {
             forwards: Vec::new(),
             remote_pin: key.public_key().fingerprint(),
             key: Arc::new(key),
-            ciphers: crate::crypto::CipherPolicy::default(),
+            ciphers: CipherPolicy::default(),
             pool: 0,
-            limits: crate::config::Limits::default(),
+            limits: Limits::default(),
         });
         let forward = Forward {
-            bind: addr,
+            bind: accepted.local_addr().unwrap(),
             remote: remote.clone(),
         };
         let pool = TunnelPool::new(remote, config.clone(), 0);
-        let task = handle(
-            accepted.unwrap().0,
-            Arc::new(forward),
-            pool,
-            config,
-            Shutdown::new(),
-        );
-        let size = std::mem::size_of_val(&task);
-        println!("local connection task: {size} bytes");
-        assert!(
-            size <= MAX_TASK_BYTES,
-            "a local connection task takes {size} bytes"
-        );
+        let task = handle(accepted, Arc::new(forward), pool, config, Shutdown::new());
+        assert_task_small("local", &task);
     }
 }

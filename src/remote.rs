@@ -332,45 +332,31 @@ impl FailureLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Bytes a connection task may take in the test build (about 2.7 KiB now; the
-    /// release build measured slightly less). Every open connection pays this, so
-    /// an idle one's cost rests on it. It catches state kept alive across the relay
-    /// that it does not need, such as a second copy of a setup future or the whole
-    /// handshake result (3.3 KiB when that happened).
-    const MAX_TASK_BYTES: usize = 2944;
+    use crate::config::{HostPort, Limits};
+    use crate::crypto::CipherPolicy;
+    use crate::keys::{AuthorizedKeys, PrivateKey};
+    use crate::net::testing::{assert_task_small, socket_pair};
 
     #[tokio::test]
     async fn a_connection_task_stays_small() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (_client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let fixture = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/test-only-remote.pem"
-        );
-        let key = crate::keys::load_private_key(std::path::Path::new(fixture)).unwrap();
+        let (_client, accepted) = socket_pair().await;
         let config = RemoteConfig {
-            listen: addr,
-            target: crate::config::HostPort::parse("127.0.0.1:9").unwrap(),
-            key: Arc::new(key),
-            authorized: Arc::new(crate::keys::AuthorizedKeys::from_fingerprints([])),
-            ciphers: crate::crypto::CipherPolicy::default(),
-            limits: crate::config::Limits::default(),
+            listen: accepted.local_addr().unwrap(),
+            target: HostPort::parse("127.0.0.1:9").unwrap(),
+            key: Arc::new(PrivateKey::test_key("remote")),
+            authorized: Arc::new(AuthorizedKeys::from_fingerprints([])),
+            ciphers: CipherPolicy::default(),
+            limits: Limits::default(),
         };
+        let tickets = Arc::new(TicketStore::new());
         let task = handle(
-            accepted.unwrap().0,
+            accepted,
             Arc::new(config),
-            Arc::new(TicketStore::new()),
+            tickets,
             Arc::default(),
             Shutdown::new(),
         );
-        let size = std::mem::size_of_val(&task);
-        println!("remote connection task: {size} bytes");
-        assert!(
-            size <= MAX_TASK_BYTES,
-            "a remote connection task takes {size} bytes"
-        );
+        assert_task_small("remote", &task);
     }
 
     #[tokio::test(start_paused = true)]

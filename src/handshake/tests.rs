@@ -6,7 +6,6 @@
 //! Sockets and the overall handshake timeout belong to the role modules and their tests.
 
 use std::io::ErrorKind;
-use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use super::{
 };
 use crate::crypto::CipherSuite::{Aes256Gcm as Aes, ChaCha20Poly1305 as ChaCha};
 use crate::crypto::{CipherPolicy, CipherSuite, has_aes_hardware};
-use crate::keys::{AuthorizedKeys, Fingerprint, PrivateKey, load_private_key};
+use crate::keys::{AuthorizedKeys, Fingerprint, PrivateKey};
 use crate::record::{HEADER_LEN, Opener, RecordError, RecordType, Sealer};
 
 /// Asserts that a handshake result is an error matching the pattern (and guard), and
@@ -88,7 +87,7 @@ async fn unauthorized_local_key_is_refused() {
 #[tokio::test]
 async fn a_full_signing_line_refuses_at_once_and_says_so() {
     // A key of its own: the shared test keys' lines serve other tests meanwhile.
-    let remote_key: &'static PrivateKey = Box::leak(Box::new(fixture("remote")));
+    let remote_key: &'static PrivateKey = Box::leak(Box::new(PrivateKey::test_key("remote")));
     let setup = Setup {
         remote_key,
         ..Setup::new()
@@ -332,17 +331,10 @@ struct Keys {
 }
 
 static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
-    local: fixture("local"),
-    remote: fixture("remote"),
-    stranger: fixture("stranger"),
+    local: PrivateKey::test_key("local"),
+    remote: PrivateKey::test_key("remote"),
+    stranger: PrivateKey::test_key("stranger"),
 });
-
-fn fixture(name: &str) -> PrivateKey {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("test-only-{name}.pem"));
-    load_private_key(&path).unwrap_or_else(|err| panic!("loading {}: {err}", path.display()))
-}
 
 fn fingerprint(key: &PrivateKey) -> Fingerprint {
     key.public_key().fingerprint()

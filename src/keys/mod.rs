@@ -325,6 +325,16 @@ impl PrivateKey {
         .map_err(|err| KeyError::Rsa(format!("signing task failed: {err}")))?
     }
 
+    /// Loads a test-only key from `tests/fixtures` by short name ("local",
+    /// "remote", "stranger").
+    #[cfg(test)]
+    pub(crate) fn test_key(name: &str) -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(format!("test-only-{name}.pem"));
+        load_private_key(&path).unwrap_or_else(|err| panic!("loading {}: {err}", path.display()))
+    }
+
     /// Takes every place in this key's signing line until the permit is dropped, as
     /// a flood of handshakes would.
     #[cfg(test)]
@@ -690,11 +700,7 @@ mod tests {
 
     #[tokio::test]
     async fn signatures_beyond_the_queue_are_refused_at_once() {
-        let key = load_private_key(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/test-only-remote.pem"
-        )))
-        .unwrap();
+        let key = PrivateKey::test_key("remote");
         let burst = 3 * MAX_QUEUED_SIGNATURES;
         let mut signing = tokio::task::JoinSet::new();
         for _ in 0..burst {
