@@ -168,7 +168,7 @@ pub fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1e5).round() / 100.0
 }
 
-/// Test helpers for the roles' connection tasks.
+/// Test helpers: loopback socket pairs and the bound on a role's connection task.
 #[cfg(test)]
 pub(crate) mod testing {
     use tokio::net::{TcpListener, TcpStream};

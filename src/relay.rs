@@ -510,21 +510,13 @@ impl Activity {
 
 #[cfg(test)]
 mod tests {
-    use tokio::net::TcpListener;
     use zeroize::Zeroizing;
 
     use super::*;
     use crate::crypto::CipherSuite;
     use crate::crypto::aead::KEY_LEN;
+    use crate::net::testing::socket_pair;
     use crate::record::MAX_SEALED_LEN;
-
-    /// A connected loopback pair: (writer side, reader side).
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let near = TcpStream::connect(listener.local_addr().unwrap());
-        let (near, far) = tokio::join!(near, listener.accept());
-        (near.unwrap(), far.unwrap().0)
-    }
 
     fn keys() -> (Sealer, RecordReader) {
         let secret = Zeroizing::new([3u8; KEY_LEN]);
@@ -535,7 +527,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_short_read_waits_for_more_and_still_sees_the_end_of_stream() {
-        let (mut near, mut far) = pair().await;
+        let (mut near, mut far) = socket_pair().await;
         let (read, _) = far.split();
         let mut buf = Vec::with_capacity(1024);
         let read = &read;
@@ -566,7 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_split_or_batched_arrive_whole_and_in_order() {
-        let (mut near, mut far) = pair().await;
+        let (mut near, mut far) = socket_pair().await;
         let (mut sealer, mut reader) = keys();
         let payloads: Vec<Vec<u8>> = (0..40usize)
             .map(|i| {
@@ -604,7 +596,7 @@ mod tests {
 
     #[tokio::test]
     async fn end_of_stream_without_close_is_truncation() {
-        let (mut near, mut far) = pair().await;
+        let (mut near, mut far) = socket_pair().await;
         let (mut sealer, mut reader) = keys();
         let record = sealer.seal_to_vec(RecordType::Data, b"partial").unwrap();
         near.write_all(&record[..record.len() - 3]).await.unwrap();
@@ -621,7 +613,7 @@ mod tests {
     async fn an_alert_is_a_refusal_only_where_the_local_expects_the_first_record() {
         let alert = [0x7f, 0, 1, 4, 0, 0, 0, 0];
         for (local, first_record_sent) in [(true, false), (true, true), (false, false)] {
-            let (mut near, mut far) = pair().await;
+            let (mut near, mut far) = socket_pair().await;
             let (mut sealer, reader) = keys();
             let mut reader = if local {
                 RecordReader::for_local(reader.opener)
@@ -652,7 +644,7 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_header_is_refused_before_buffering() {
-        let (mut near, mut far) = pair().await;
+        let (mut near, mut far) = socket_pair().await;
         let (_, mut reader) = keys();
         let announced = (MAX_SEALED_LEN as u32 + 1).to_be_bytes();
         near.write_all(&announced).await.unwrap();
