@@ -384,6 +384,21 @@ fn missing_required_options_are_usage_errors() {
 }
 
 #[test]
+fn negative_counts_are_named_with_their_range() {
+    // A leading minus must reach the range check instead of being read as an
+    // unknown flag, so the message says which option and which values it takes.
+    for (option, range) in [
+        ("--max-connections", "1..=1000000"),
+        ("--pool", "0..=256"),
+        ("--threads", "0..=1024"),
+    ] {
+        let mut cmd = local_forward("0:127.0.0.1:9");
+        cmd.args([option, "-5"]);
+        assert_usage_error(&run(cmd, QUICK), &["'-5'", option, range]);
+    }
+}
+
+#[test]
 fn unknown_cipher_is_a_usage_error() {
     let mut cmd = remote_on("127.0.0.1:0", "127.0.0.1:9");
     cmd.args(["--ciphers", "rot13"]);
