@@ -27,7 +27,8 @@ pub struct Cli {
 
     /// Worker threads that run connections; 0 picks half the CPUs, at least one.
     #[arg(long, global = true, env = "TUNNEL_THREADS", default_value_t = 0,
-          allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(0..=1024))]
+          allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub threads: u16,
 }
 
@@ -67,7 +68,8 @@ pub struct LocalArgs {
     /// Tunnels kept connected and handshaken ahead of clients, per forward, so a new
     /// client needs no extra round trip; 0 dials on demand only.
     #[arg(long, env = "TUNNEL_POOL", default_value_t = crate::config::DEFAULT_POOL_SIZE as u16,
-          allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(0..=256))]
+          allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u16).range(0..=256))]
     pub pool: u16,
 
     /// Shared options.
@@ -124,7 +126,8 @@ pub struct CommonArgs {
 
     /// Most connections open at once; further clients wait in the listen backlog.
     #[arg(long, env = "TUNNEL_MAX_CONNECTIONS", default_value_t = 1024,
-          allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+          allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
     /// On SIGTERM or Ctrl-C, time given to open connections to finish before they are cut.
