@@ -113,15 +113,18 @@ pub struct CommonArgs {
     pub ciphers: Vec<CipherSuite>,
 
     /// Time allowed for the whole handshake, e.g. 10s.
-    #[arg(long, env = "TUNNEL_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "TUNNEL_HANDSHAKE_TIMEOUT", default_value = "10s",
+          value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
     /// Time allowed for an outgoing TCP connect (to the remote, or to the target).
-    #[arg(long, env = "TUNNEL_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "TUNNEL_CONNECT_TIMEOUT", default_value = "10s",
+          value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
     /// A connection with no traffic either way for this long is closed; 0 disables.
-    #[arg(long, env = "TUNNEL_IDLE_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    #[arg(long, env = "TUNNEL_IDLE_TIMEOUT", default_value = "15m",
+          value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
     /// Most connections open at once; further clients wait in the listen backlog.
@@ -131,7 +134,8 @@ pub struct CommonArgs {
     pub max_connections: u32,
 
     /// On SIGTERM or Ctrl-C, time given to open connections to finish before they are cut.
-    #[arg(long, env = "TUNNEL_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "TUNNEL_SHUTDOWN_GRACE", default_value = "10s",
+          value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 }
 
