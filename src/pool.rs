@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, warn};
@@ -296,9 +296,9 @@ impl TunnelPool {
             remote_pin: self.config.remote_pin,
             ciphers: &self.config.ciphers,
         };
-        let attempt = handshake::local::run(&mut stream, &params);
-        let limit = self.config.limits.handshake_timeout;
-        let mut established = deadline(limit, attempt).await?;
+        let full =
+            async |buffered: &mut Buffered<'_>| handshake::local::run(buffered, &params).await;
+        let mut established = self.handshake(&mut stream, full).await?;
         if let Some(ticket) = established.ticket.take() {
             *self.ticket.lock().expect("ticket lock is never poisoned") = Some(ticket);
         }
@@ -342,8 +342,10 @@ impl TunnelPool {
     /// ticket it leaves.
     async fn resume(&self, ticket: &Ticket, started: Instant) -> Result<Tunnel, SetupError> {
         let mut stream = self.connect().await?;
-        let attempt = resume::local(&mut stream, ticket, &self.config.ciphers);
-        let mut established = deadline(self.config.limits.handshake_timeout, attempt).await?;
+        let ciphers = &self.config.ciphers;
+        let resumed =
+            async |buffered: &mut Buffered<'_>| resume::local(buffered, ticket, ciphers).await;
+        let mut established = self.handshake(&mut stream, resumed).await?;
         if let Some(next) = established.ticket.take() {
             let mut one_time = self.lock_one_time();
             if one_time.len() >= MAX_ONE_TIME_TICKETS {
@@ -375,12 +377,37 @@ impl TunnelPool {
             .expect("one-time ticket lock is never poisoned")
     }
 
+    /// Runs `run`, one of the local handshakes, on `stream` under the handshake
+    /// deadline, reading through a [`handshake::READ_AHEAD`] buffer so that each of
+    /// the remote's flights takes one read. The remote sends nothing after its last
+    /// handshake frame until the tunnel is opened, so bytes left in the buffer are
+    /// refused rather than dropped.
+    async fn handshake(
+        &self,
+        stream: &mut TcpStream,
+        run: impl AsyncFnOnce(&mut Buffered<'_>) -> Result<Established, HandshakeError>,
+    ) -> Result<Established, HandshakeError> {
+        let mut buffered = BufReader::with_capacity(handshake::READ_AHEAD, stream);
+        let established =
+            deadline(self.config.limits.handshake_timeout, run(&mut buffered)).await?;
+        match buffered.buffer().len() {
+            0 => Ok(established),
+            extra => Err(HandshakeError::Malformed(format!(
+                "the remote sent {extra} bytes after its last handshake message, before the \
+                 tunnel was opened"
+            ))),
+        }
+    }
+
     async fn connect(&self) -> Result<TcpStream, SetupError> {
         net::connect(&self.remote, self.config.limits.connect_timeout)
             .await
             .map_err(SetupError::Connect)
     }
 }
+
+/// The socket to the remote as a handshake reads it.
+type Buffered<'a> = BufReader<&'a mut TcpStream>;
 
 /// Sends the record that starts relaying on a tunnel (an empty `Data` record); the
 /// remote connects to its target only once it reads it.

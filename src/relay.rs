@@ -314,6 +314,19 @@ impl RecordReader {
         }
     }
 
+    /// This reader with `early` already buffered: bytes after the handshake that
+    /// were read along with it, which come before anything still in the socket.
+    #[must_use]
+    pub fn with_early(mut self, early: &[u8]) -> Self {
+        if !early.is_empty() {
+            let mut buf = Vec::with_capacity(READ_BUF_LEN);
+            buf.extend_from_slice(early);
+            self.buf = buf;
+            self.start = 0;
+        }
+        self
+    }
+
     /// A reader for the local side, whose first record from the remote may instead
     /// be an Alert refusing its authentication ([`RecordError::Refused`]).
     pub fn for_local(opener: Opener) -> Self {

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -130,7 +131,11 @@ async fn authenticate(
         ciphers: &config.ciphers,
         tickets: Some(tickets),
     };
-    let handshake = handshake::remote::run(tunnel, &params);
+    // Each of the local's flights then takes one read. What the read-ahead took in
+    // past the last handshake frame (the opening record, say) goes to the record
+    // reader below.
+    let mut buffered = BufReader::with_capacity(handshake::READ_AHEAD, tunnel);
+    let handshake = handshake::remote::run(&mut buffered, &params);
     let handshake = tokio::time::timeout(limits.handshake_timeout, handshake);
     // A tunnel that finishes its handshake after a stop could not be used anyway.
     let outcome = tokio::select! {
@@ -172,7 +177,7 @@ async fn authenticate(
     }
     Some(Authenticated {
         sealer: established.sealer,
-        reader: RecordReader::new(established.opener),
+        reader: RecordReader::new(established.opener).with_early(buffered.buffer()),
         suite: established.suite,
         peer: established.peer,
         setup: established.setup,

@@ -5,7 +5,9 @@
 //! handshake frames (`type`, u16 BE `len`, body) up to the last frame of each side's
 //! flight, then records (u32 BE length, that many bytes). It applies one fault per
 //! test: a flipped bit, a replayed, dropped or reordered record, a cut with FIN in
-//! both directions, or a rewritten cipher offer in LocalHello.
+//! both directions, a rewritten cipher offer in LocalHello, or bytes appended to the
+//! remote's last handshake frame. One more mode changes no byte but delivers the
+//! local's last handshake frame and first records in one write.
 //!
 //! Every fault must end the connection with an error, and nothing altered may reach
 //! either end: a recording target and the client each keep what they received, which
@@ -43,6 +45,39 @@ async fn untampered_stream_passes_the_proxy_intact() {
     assert_eq!(run.client_received, target_data(), "client got other bytes");
     assert_eq!(run.client_end, End::Clean);
     assert_eq!(run.target.end, Some(End::Clean));
+}
+
+#[tokio::test]
+async fn records_arriving_with_the_last_handshake_frame_are_relayed() {
+    // The remote reads its handshake ahead into a buffer; the opening record and
+    // the start of the first data record, read along with LocalFinished or
+    // LocalAuth, must reach the target ahead of the rest.
+    let run = Scenario::run(Fault::Coalesce, Direction::LocalToRemote).await;
+    assert_eq!(run.target.received, client_data(), "target got other bytes");
+    assert_eq!(run.client_received, target_data(), "client got other bytes");
+    assert_eq!(run.client_end, End::Clean);
+    assert_eq!(run.target.end, Some(End::Clean));
+}
+
+#[tokio::test]
+async fn bytes_after_the_remote_flight_fail_the_local_handshake() {
+    // Before the tunnel opens a remote sends nothing past its last handshake frame,
+    // so the local refuses such bytes instead of dropping or relaying them.
+    let run = Scenario::run(Fault::Trail, Direction::RemoteToLocal).await;
+
+    assert!(run.client_received.is_empty(), "the client received bytes");
+    assert_eq!(run.client_end, End::Reset);
+    assert_eq!(run.target.accepted, 0, "the target was reached");
+
+    let extra = TRAILING.len();
+    run.logs
+        .wait_for("local", |line| {
+            line.contains("handshake failed")
+                && line.contains(&format!(
+                    "the remote sent {extra} bytes after its last handshake message"
+                ))
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -468,7 +503,16 @@ enum Fault {
     Cut { after: usize },
     /// Rewrite the suite list in LocalHello.
     Offer(OfferEdit),
+    /// Append [`TRAILING`] to the last handshake frame of the flight, in one write.
+    Trail,
+    /// Hold the last handshake frame of the flight and the first record, and send
+    /// them in one write with the second record: not an attack, but the arrival
+    /// the roles must handle when a peer's bytes come in together.
+    Coalesce,
 }
+
+/// What [`Fault::Trail`] appends.
+const TRAILING: &[u8] = b"extra";
 
 /// How the cipher offer is rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,27 +591,44 @@ where
     let mut preface = [0u8; frame::PREFACE_LEN];
     from.read_exact(&mut preface).await?;
     to.write_all(&preface).await?;
+    let mut held: Option<Vec<u8>> = None;
     loop {
         let mut frame = read_frame(from).await?;
         if let (Fault::Offer(edit), frame::LOCAL_HELLO) = (fault, frame[0]) {
             frame = rewrite_offer(&frame, edit);
+        }
+        let last = last_frame_of_flight(side, frame[0]);
+        match fault {
+            Fault::Trail if last => frame.extend_from_slice(TRAILING),
+            Fault::Coalesce if last => {
+                held = Some(frame);
+                break;
+            }
+            _ => {}
         }
         to.write_all(&frame).await?;
         if frame[0] == frame::ALERT {
             tokio::io::copy(from, to).await?;
             return Ok(());
         }
-        if last_frame_of_flight(side, frame[0]) {
+        if last {
             break;
         }
     }
 
     let mut index = 0;
     let mut forwarded = 0;
-    let mut held: Option<Vec<u8>> = None;
     while let Some(mut record) = read_record(from).await? {
         let len = record.len();
         match fault {
+            Fault::Coalesce if index < 2 => {
+                let pending = held.get_or_insert_with(Vec::new);
+                pending.extend_from_slice(&record);
+                if index == 1 {
+                    to.write_all(&held.take().expect("the frame is held"))
+                        .await?;
+                }
+            }
             Fault::Flip { record: at } if at == index => {
                 let middle = HEADER_LEN + (record.len() - HEADER_LEN) / 2;
                 record[middle] ^= 0x10;

@@ -73,6 +73,14 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// [`HandshakeError::Malformed`].
 pub const MAX_FRAME_LEN: usize = 4096;
 
+/// Bytes a role reads ahead while a handshake runs (through a `BufReader` its
+/// caller puts around the socket), so that a flight of frames costs one read rather
+/// than two per frame. The largest flight, a remote's with an 8192-bit key, fits.
+/// The caller owns what was read past the last handshake frame: the remote hands it
+/// to the record layer, and the local, whose peer sends nothing until the tunnel
+/// opens, refuses it.
+pub const READ_AHEAD: usize = 4 * 1024;
+
 /// Most cipher suites a LocalHello may offer.
 pub const MAX_OFFERED_SUITES: usize = 16;
 
