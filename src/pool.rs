@@ -260,7 +260,9 @@ impl TunnelPool {
         self.fill();
         match pooled {
             Some(tunnel) => Ok(tunnel),
-            None => self.dial().await,
+            // Boxed: a dial's state is larger than a relay's, and a connection task
+            // is as large as its largest state for as long as it runs.
+            None => Box::pin(self.dial()).await,
         }
     }
 

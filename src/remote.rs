@@ -195,9 +195,16 @@ async fn handle(
 ) {
     let started = Instant::now();
     let limits = &config.limits;
-    // Only what the rest of the connection needs comes out of the handshake: a task
-    // is as large as its largest state, and every idle connection pays for it.
-    let authenticating = authenticate(&mut tunnel, &config, &tickets, &logs, &shutdown);
+    // A task is as large as its largest state, and every idle connection pays for
+    // it: the handshake runs boxed, so its state is freed when it ends, and only
+    // what the rest of the connection needs comes out of it.
+    let authenticating = Box::pin(authenticate(
+        &mut tunnel,
+        &config,
+        &tickets,
+        &logs,
+        &shutdown,
+    ));
     let Some(Authenticated {
         mut sealer,
         mut reader,
