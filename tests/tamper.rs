@@ -40,11 +40,7 @@ use common::{Logs, PROMPT, fingerprint, frame, key, remote_handshake};
 async fn untampered_stream_passes_the_proxy_intact() {
     // The control: the harness itself delivers everything and ends cleanly, so a
     // failure in the tests below comes from the fault alone.
-    let run = Scenario::run(Fault::None, Direction::LocalToRemote).await;
-    assert_eq!(run.target.received, client_data(), "target got other bytes");
-    assert_eq!(run.client_received, target_data(), "client got other bytes");
-    assert_eq!(run.client_end, End::Clean);
-    assert_eq!(run.target.end, Some(End::Clean));
+    assert_delivered_intact(Fault::None, Direction::LocalToRemote).await;
 }
 
 #[tokio::test]
@@ -52,11 +48,7 @@ async fn records_arriving_with_the_last_handshake_frame_are_relayed() {
     // The remote reads its handshake ahead into a buffer; the opening record and
     // the start of the first data record, read along with LocalFinished or
     // LocalAuth, must reach the target ahead of the rest.
-    let run = Scenario::run(Fault::Coalesce, Direction::LocalToRemote).await;
-    assert_eq!(run.target.received, client_data(), "target got other bytes");
-    assert_eq!(run.client_received, target_data(), "client got other bytes");
-    assert_eq!(run.client_end, End::Clean);
-    assert_eq!(run.target.end, Some(End::Clean));
+    assert_delivered_intact(Fault::Coalesce, Direction::LocalToRemote).await;
 }
 
 #[tokio::test]
@@ -148,6 +140,16 @@ async fn reordered_cipher_offer_fails_the_handshake() {
 #[tokio::test]
 async fn shortened_cipher_offer_fails_the_handshake() {
     check_offer_fault(OfferEdit::RemoveFirst).await;
+}
+
+/// Runs `fault`, one that changes no byte, through both roles and checks that
+/// both streams arrived whole and both ends closed cleanly.
+async fn assert_delivered_intact(fault: Fault, direction: Direction) {
+    let run = Scenario::run(fault, direction).await;
+    assert_eq!(run.target.received, client_data(), "target got other bytes");
+    assert_eq!(run.client_received, target_data(), "client got other bytes");
+    assert_eq!(run.client_end, End::Clean);
+    assert_eq!(run.target.end, Some(End::Clean));
 }
 
 /// Runs a record fault through both roles and checks that the connection fails,
