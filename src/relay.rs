@@ -322,7 +322,6 @@ impl RecordReader {
             let mut buf = Vec::with_capacity(READ_BUF_LEN);
             buf.extend_from_slice(early);
             self.buf = buf;
-            self.start = 0;
         }
         self
     }
